@@ -1,1 +1,8 @@
-//! placeholder
+//! The one definition of everything two deployables must agree on: the order message on the
+//! wire, the Redis key layout, the atomic apply script, and the environment the operator injects
+//! into consumer pods.
+
+pub mod delivery;
+pub mod env;
+
+pub use delivery::DeliveryMode;

@@ -1,1 +1,4 @@
-//! Test harness: launchers for the real components the end-to-end suites run against.
+//! Test harness: launchers for the real components the end-to-end suites run against
+//! (redis-server, the project's own binaries, a Kubernetes control plane).
+
+pub mod bins;
