@@ -13,3 +13,7 @@ pub const DEFAULT_CHANNEL: &str = "order_updates";
 pub const DEFAULT_LOCK_TTL_MS: u64 = 5_000;
 /// The consumer's HTTP port (`/healthz`, `/readyz`, `/metrics`).
 pub const CONSUMER_HTTP_PORT: u16 = 8080;
+
+/// How long done markers and order records are kept: far beyond any redelivery horizon
+/// (lock TTL, reclaim idle time, client retries), so a late duplicate always finds its marker.
+pub const DEFAULT_RETENTION_SECS: u64 = 7 * 24 * 3600;

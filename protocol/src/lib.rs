@@ -4,5 +4,12 @@
 
 pub mod delivery;
 pub mod env;
+pub mod keys;
+pub mod message;
+pub mod order;
+pub mod record;
+pub mod scripts;
 
 pub use delivery::DeliveryMode;
+pub use keys::{Channel, Keys};
+pub use message::OrderMessage;

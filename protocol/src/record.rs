@@ -1,0 +1,94 @@
+//! The durable record of one order event as stored in its hash: written by the accept and apply
+//! scripts, read by the order service (`GET /orders/..`) and by the consumers' re-drive.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// Hash fields, named once for the Rust side (the Lua scripts use the same literals).
+pub mod field {
+    pub const ORDER_ID: &str = "orderId";
+    pub const MESSAGE: &str = "message";
+    pub const STATUS: &str = "status";
+    pub const ACCEPTED_AT: &str = "acceptedAt";
+    pub const CONSUMER: &str = "consumer";
+    pub const DONE_AT: &str = "doneAt";
+    pub const REASON: &str = "reason";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Accepted,
+    Applied,
+    Rejected,
+}
+
+/// What `GET /orders/{orderId}` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRecord {
+    pub id: String,
+    pub order_id: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub message: Option<String>,
+}
+
+impl OrderRecord {
+    /// `None` when the hash is empty (no such order, or its retention ran out).
+    pub fn from_hash(id: &str, mut hash: HashMap<String, String>) -> Option<Self> {
+        let status = match hash.get(field::STATUS)?.as_str() {
+            "applied" => Status::Applied,
+            "rejected" => Status::Rejected,
+            _ => Status::Accepted,
+        };
+        let ms = |h: &HashMap<String, String>, f: &str| h.get(f).and_then(|v| v.parse().ok());
+        Some(OrderRecord {
+            id: id.to_owned(),
+            accepted_at_ms: ms(&hash, field::ACCEPTED_AT),
+            done_at_ms: ms(&hash, field::DONE_AT),
+            order_id: hash.remove(field::ORDER_ID).unwrap_or_default(),
+            status,
+            consumer: hash.remove(field::CONSUMER),
+            reason: hash.remove(field::REASON),
+            message: hash.remove(field::MESSAGE),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_applied_record_and_an_absent_one() {
+        let hash: HashMap<String, String> = [
+            ("orderId", "29"),
+            ("status", "applied"),
+            ("acceptedAt", "10"),
+            ("doneAt", "12"),
+            ("consumer", "c-0"),
+            ("message", "{}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let rec = OrderRecord::from_hash("e1", hash).unwrap();
+        assert_eq!(rec.status, Status::Applied);
+        assert_eq!((rec.accepted_at_ms, rec.done_at_ms), (Some(10), Some(12)));
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["status"], "applied");
+        assert_eq!(json["consumer"], "c-0");
+        assert!(json.get("message").is_none());
+        assert_eq!(OrderRecord::from_hash("e1", HashMap::new()), None);
+    }
+}
