@@ -2,3 +2,4 @@
 //! (redis-server, the project's own binaries, a Kubernetes control plane).
 
 pub mod bins;
+pub mod control_plane;

@@ -1,0 +1,168 @@
+//! A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler, KWOK with one fake node) on 127.0.0.1 for the operator suites.
+//! `tests/k8s/control-plane.sh` owns every flag; this module runs it, shares one cluster per
+//! test binary, and hands each test its own namespace, a `kube::Client` and our kubectl.
+
+mod kubectl;
+mod namespace;
+mod operator;
+mod wait;
+
+pub use kubectl::KubectlOutput;
+pub use namespace::TestNamespace;
+pub use operator::OperatorProcess;
+pub use wait::eventually;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, bail};
+
+const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/build.sh");
+const LAUNCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/control-plane.sh");
+
+/// A running control plane. Dropping it stops exactly the processes it started; the shared
+/// one lives in a static (never dropped), so the script's watchdog stops it when the test
+/// binary exits, whether the tests passed, panicked or the binary was killed.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    bin_dir: PathBuf,
+}
+
+impl ControlPlane {
+    /// Builds the binaries if needed (minutes when cold, progress on stderr), then starts a
+    /// control plane in `dir` and waits until a pod can be scheduled. Blocking.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let bin_dir = build_binaries()?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let output = Command::new("bash")
+            .arg(LAUNCH_SCRIPT)
+            .arg("up")
+            .arg(dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .env("K8S_BIN_DIR", &bin_dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {LAUNCH_SCRIPT}"))?;
+        if !output.status.success() {
+            bail!(
+                "{LAUNCH_SCRIPT} up {} failed ({}):\n{}",
+                dir.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            kubeconfig: dir.join("kubeconfig"),
+            kubectl: bin_dir.join("kubectl"),
+            bin_dir,
+        })
+    }
+
+    /// The control plane shared by every test of this test binary, started on first use.
+    /// Panics with the reason when it cannot start: these tests fail, they never skip.
+    pub async fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        let shared = tokio::task::spawn_blocking(|| {
+            SHARED.get_or_init(|| {
+                let dir =
+                    std::env::temp_dir().join(format!("exactly-once-k8s-{}", std::process::id()));
+                ControlPlane::start(&dir).map_err(|e| format!("{e:#}"))
+            })
+        })
+        .await
+        .expect("starting the control plane does not panic");
+        match shared {
+            Ok(cp) => cp,
+            Err(reason) => panic!("the Kubernetes control plane could not start: {reason}"),
+        }
+    }
+
+    /// A fresh client (kube clients are bound to the tokio runtime that made them, and every
+    /// `#[tokio::test]` has its own runtime, so clients are not shared between tests).
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .expect("the launcher wrote a valid kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("the launcher's kubeconfig names its cluster, user and certificates");
+        kube::Client::try_from(config).expect("a client can be built from the kubeconfig")
+    }
+
+    /// The kubeconfig file (admin, system:masters) for child processes via `KUBECONFIG`.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Our kubectl v1.37.2 (not whatever kubectl is on PATH).
+    pub fn kubectl_path(&self) -> &Path {
+        &self.kubectl
+    }
+
+    /// Where etcd, kube-apiserver, ... and kubectl live.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The directory with certificates, kubeconfig and `logs/<component>.log`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last `lines` lines of each component's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        Command::new("bash")
+            .arg(LAUNCH_SCRIPT)
+            .arg("logs")
+            .arg(&self.dir)
+            .arg(lines.to_string())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(could not read logs in {}: {e})", self.dir.display()))
+    }
+
+    /// Stops the processes this control plane started (idempotent).
+    pub fn stop(&self) {
+        let status = Command::new("bash")
+            .arg(LAUNCH_SCRIPT)
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+        if let Err(e) = status {
+            eprintln!("stopping the control plane in {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `tests/k8s/build.sh` (a no-op when the cache for the pinned go.sum is warm).
+fn build_binaries() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("K8S_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let output = Command::new("bash")
+        .arg(BUILD_SCRIPT)
+        .arg("--print-bin-dir")
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {BUILD_SCRIPT}"))?;
+    if !output.status.success() {
+        bail!(
+            "{BUILD_SCRIPT} failed ({}); its output is above",
+            output.status
+        );
+    }
+    let dir = String::from_utf8(output.stdout).context("build.sh printed a non-UTF-8 path")?;
+    Ok(PathBuf::from(dir.trim()))
+}
