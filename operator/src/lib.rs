@@ -1,1 +1,4 @@
-//! placeholder
+//! The exactly-once operator: turns one `ExactlyOnceConsumer` resource into a running consumer
+//! fleet. Pure builders (`deployment`, `status`) decide; `reconcile` does the I/O around them.
+
+pub mod crd;

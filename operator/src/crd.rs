@@ -1,0 +1,267 @@
+//! The `ExactlyOnceConsumer` custom resource: the one object a user writes to run a consumer
+//! fleet. Every validation the API server can do (ranges, patterns, cross-field CEL rules) is
+//! declared here, so a bad spec is refused at `kubectl apply` instead of surfacing in a pod.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use protocol::DeliveryMode;
+use serde::{Deserialize, Serialize};
+
+/// The consumer image this operator release deploys when `spec.image` is unset.
+pub const DEFAULT_IMAGE: &str =
+    concat!("exactlyonce/inventory-consumer:", env!("CARGO_PKG_VERSION"));
+
+/// Desired state of a fleet of exactly-once inventory consumers.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "exactlyonce.dev",
+    version = "v1alpha1",
+    kind = "ExactlyOnceConsumer",
+    plural = "exactlyonceconsumers",
+    shortname = "eoc",
+    category = "exactlyonce",
+    namespaced,
+    status = "ExactlyOnceConsumerStatus",
+    derive = "PartialEq",
+    doc = "A fleet of inventory consumers that apply each accepted order exactly once.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas", description = "Desired consumer pods"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Consumer pods passing /readyz"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.deliveryMode", description = "pubsub or streams"),
+    printcolumn(name = "Channel", type_ = "string", json_path = ".spec.channel", description = "Redis channel or stream"),
+    printcolumn(name = "Lock TTL", type_ = "integer", json_path = ".spec.lockTtlMs", description = "Order lock TTL in milliseconds"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The name becomes the `app.kubernetes.io/instance` label (63 characters at most) and, with
+    // the `-consumer` suffix, the Deployment name; refusing longer names here keeps both valid.
+    validation = Rule::new("size(self.metadata.name) <= 54").message("metadata.name must be at most 54 characters: it becomes a label value and, with the -consumer suffix, the Deployment name")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExactlyOnceConsumerSpec {
+    /// Number of consumer pods. Also the target of `kubectl scale eoc/NAME` and of autoscalers.
+    /// Zero stops consuming while keeping accepted orders durable in Redis.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Where the consumers find Redis: exactly one of `url` or `urlSecretRef`.
+    pub redis: RedisSpec,
+
+    /// Redis Pub/Sub channel (pubsub mode) or stream key (streams mode) the orders arrive on.
+    /// 1 to 128 characters from letters, digits and `.`, `_`, `:`, `-`, starting with a letter or
+    /// digit: no glob characters (`*?[]`) that would make it a pattern, no braces that would
+    /// clash with the Redis Cluster hash tags of the key layout, no whitespace.
+    #[serde(default = "default_channel")]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    )]
+    pub channel: String,
+
+    /// How long, in milliseconds, a consumer holds an order's lock; also how long an order whose
+    /// consumer died waits before another replica takes it over. 100 to 3600000.
+    #[serde(default = "default_lock_ttl_ms")]
+    #[schemars(range(min = 100, max = 3_600_000))]
+    pub lock_ttl_ms: i64,
+
+    /// `pubsub`: every replica hears every order and a lock picks the one that applies it.
+    /// `streams`: a Redis Streams consumer group hands each order to one replica.
+    #[serde(default)]
+    pub delivery_mode: DeliveryMode,
+
+    /// Consumer container image. Unset means the consumer image of the operator's release
+    /// (`exactlyonce/inventory-consumer:<operator version>`), so upgrading the operator
+    /// upgrades the fleet; set it to pin a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// When the kubelet pulls the image: `Always`, `IfNotPresent` or `Never`. Unset uses the
+    /// Kubernetes default (`Always` for `:latest`, otherwise `IfNotPresent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_pull_policy_schema")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// CPU and memory requests and limits of the consumer container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a node must carry to run consumer pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Taints the consumer pods tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node and pod (anti-)affinity of the consumer pods, e.g. to spread them across zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Extra annotations on the consumer pods (e.g. for a service mesh or a log shipper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+
+    /// Extra labels on the consumer pods. The operator's selector labels
+    /// (`app.kubernetes.io/name`, `app.kubernetes.io/instance`) cannot be overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!('app.kubernetes.io/name' in self) && !('app.kubernetes.io/instance' in self)").message("podLabels must not set app.kubernetes.io/name or app.kubernetes.io/instance: the operator owns the pod selector"))]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+
+    /// Service account the consumer pods run as. The consumers never call the Kubernetes API,
+    /// so no token is mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// Secrets holding registry credentials for pulling a private consumer image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+/// Where the consumers find Redis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("redis: set exactly one of url or urlSecretRef"))]
+pub struct RedisSpec {
+    /// Redis URL, `redis://` or `rediss://` (TLS), e.g. `redis://redis:6379/0`. It is stored in
+    /// plain text in the resource: use `urlSecretRef` when the URL carries a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^rediss?://[^\s]+$"))]
+    pub url: Option<String>,
+
+    /// A key of a Secret in this namespace whose value is the Redis URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret of the resource's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SecretKeyRef {
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Image pull policy of the consumer container.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Observed state of the fleet, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExactlyOnceConsumerStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Consumer pods that exist (the scale subresource's current replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Consumer pods passing their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the consumer pods, for autoscalers reading the scale subresource.
+    #[serde(default)]
+    pub selector: String,
+    /// Name of the Deployment that runs the consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// `Available`, `Progressing` and `Degraded`; `lastTransitionTime` moves only when a
+    /// condition's status flips.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// schemars lists `null` among the enum values of an `Option<enum>`; the API server's
+/// structural-schema check wants only the real values, with `nullable` saying the rest.
+fn optional_pull_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Always", "IfNotPresent", "Never"],
+        "nullable": true,
+    })
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+fn default_channel() -> String {
+    protocol::env::DEFAULT_CHANNEL.to_owned()
+}
+
+fn default_lock_ttl_ms() -> i64 {
+    // The protocol constant is a small literal (5000); the conversion cannot fail.
+    i64::try_from(protocol::env::DEFAULT_LOCK_TTL_MS).expect("DEFAULT_LOCK_TTL_MS fits in i64")
+}
+
+impl ExactlyOnceConsumerSpec {
+    /// A spec with every default and the given Redis URL: what `kubectl apply` of a manifest
+    /// naming only `redis.url` becomes after API-server defaulting.
+    pub fn with_redis_url(url: impl Into<String>) -> Self {
+        Self {
+            replicas: default_replicas(),
+            redis: RedisSpec {
+                url: Some(url.into()),
+                url_secret_ref: None,
+            },
+            channel: default_channel(),
+            lock_ttl_ms: default_lock_ttl_ms(),
+            delivery_mode: DeliveryMode::default(),
+            image: None,
+            image_pull_policy: None,
+            resources: None,
+            node_selector: None,
+            tolerations: None,
+            affinity: None,
+            pod_annotations: None,
+            pod_labels: None,
+            service_account_name: None,
+            image_pull_secrets: None,
+        }
+    }
+
+    /// The image to run: the pinned one, else this release's consumer image.
+    pub fn image_or_default(&self) -> &str {
+        self.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+}
+
+/// The CRD as YAML, exactly what `crdgen` prints and `crds/` holds.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ExactlyOnceConsumer::crd())
+}
+
+#[cfg(test)]
+#[path = "crd_tests.rs"]
+mod tests;
