@@ -22,7 +22,11 @@ impl std::str::FromStr for Channel {
         let ok = (1..=MAX_CHANNEL_LEN).contains(&s.len())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        if ok { Ok(Channel(s.to_owned())) } else { Err(BadChannel(s.to_owned())) }
+        if ok {
+            Ok(Channel(s.to_owned()))
+        } else {
+            Err(BadChannel(s.to_owned()))
+        }
     }
 }
 
@@ -49,7 +53,10 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(channel: &Channel) -> Self {
-        Keys { channel: channel.clone(), prefix: format!("eo:{{{channel}}}:") }
+        Keys {
+            channel: channel.clone(),
+            prefix: format!("eo:{{{channel}}}:"),
+        }
     }
 
     pub fn channel(&self) -> &Channel {

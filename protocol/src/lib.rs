@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod env;
+pub mod group;
 pub mod keys;
 pub mod message;
 pub mod order;

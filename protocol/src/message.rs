@@ -76,19 +76,28 @@ impl OrderMessage {
         let mut lines = Vec::with_capacity(raw_lines.len());
         for (i, line) in raw_lines.into_iter().enumerate() {
             let id = scalar_text("items[].id", Some(line.id))?.unwrap_or_default();
-            let quantity = line.quantity.as_u64().ok_or_else(|| ValidationError::BadQuantity {
-                field: format!("items[{i}].quantity"),
-                got: line.quantity.to_string(),
-            })?;
+            let quantity = line
+                .quantity
+                .as_u64()
+                .ok_or_else(|| ValidationError::BadQuantity {
+                    field: format!("items[{i}].quantity"),
+                    got: line.quantity.to_string(),
+                })?;
             lines.push((id, quantity));
         }
         let items = validate_lines(lines.iter().map(|(id, q)| (id.as_str(), *q)))?;
-        Ok(OrderMessage { id, order_id, items })
+        Ok(OrderMessage {
+            id,
+            order_id,
+            items,
+        })
     }
 }
 
 fn missing(field: &str) -> MessageError {
-    MessageError::Invalid(ValidationError::Missing { field: field.to_owned() })
+    MessageError::Invalid(ValidationError::Missing {
+        field: field.to_owned(),
+    })
 }
 
 /// Ids may be strings or integers on the wire; both become text.
@@ -114,7 +123,10 @@ mod tests {
         };
         let json = msg.to_json();
         assert!(json.starts_with(r#"{"id":""#), "{json}");
-        assert!(json.contains(r#""orderId":"29","items":[{"id":"001","quantity":2}"#), "{json}");
+        assert!(
+            json.contains(r#""orderId":"29","items":[{"id":"001","quantity":2}"#),
+            "{json}"
+        );
         assert_eq!(OrderMessage::parse(json.as_bytes()).unwrap(), msg);
     }
 
@@ -137,13 +149,26 @@ mod tests {
             (b"[1,2]", "message is not a JSON object"),
             (br#"{"items":[{"id":"a","quantity":1}]}"#, "id is required"),
             (br#"{"id":"x"}"#, "items is required"),
-            (br#"{"id":{"a":1},"items":[]}"#, "id must be a string or an integer"),
-            (br#"{"id":"x","items":[{"id":"a","quantity":-1}]}"#, "items[0].quantity must be"),
-            (br#"{"id":"x","items":[{"id":"a b","quantity":1}]}"#, "items[0].id must be"),
+            (
+                br#"{"id":{"a":1},"items":[]}"#,
+                "id must be a string or an integer",
+            ),
+            (
+                br#"{"id":"x","items":[{"id":"a","quantity":-1}]}"#,
+                "items[0].quantity must be",
+            ),
+            (
+                br#"{"id":"x","items":[{"id":"a b","quantity":1}]}"#,
+                "items[0].id must be",
+            ),
         ];
         for (payload, want) in cases {
             let err = OrderMessage::parse(payload).unwrap_err().to_string();
-            assert!(err.starts_with(want), "{}: {err}", String::from_utf8_lossy(payload));
+            assert!(
+                err.starts_with(want),
+                "{}: {err}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 }

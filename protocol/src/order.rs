@@ -94,7 +94,10 @@ impl Quantity {
         if (1..=MAX_QUANTITY).contains(&value) {
             Ok(Self(value as u32))
         } else {
-            Err(ValidationError::BadQuantity { field: field.to_owned(), got: value.to_string() })
+            Err(ValidationError::BadQuantity {
+                field: field.to_owned(),
+                got: value.to_string(),
+            })
         }
     }
 
@@ -140,7 +143,11 @@ impl Items {
     /// A form in which two requests for the same goods compare equal whatever their line
     /// order: the idempotency check compares this.
     pub fn canonical_json(&self) -> String {
-        let totals: Vec<(&str, u64)> = self.totals().into_iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let totals: Vec<(&str, u64)> = self
+            .totals()
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
         serde_json::to_string(&totals).expect("a list of (string, integer) always serializes")
     }
 }
@@ -171,7 +178,11 @@ pub struct Order {
 
 impl OrderRequest {
     pub fn validate(self) -> Result<Order, ValidationError> {
-        let order_id = self.order_id.as_deref().map(|id| OrderId::parse("orderId", id)).transpose()?;
+        let order_id = self
+            .order_id
+            .as_deref()
+            .map(|id| OrderId::parse("orderId", id))
+            .transpose()?;
         let items = validate_lines(self.items.iter().map(|l| (l.id.as_str(), l.quantity)))?;
         Ok(Order { order_id, items })
     }
@@ -201,19 +212,29 @@ mod tests {
     use super::*;
 
     fn request(json: &str) -> Result<Order, ValidationError> {
-        serde_json::from_str::<OrderRequest>(json).expect("test bodies are well-formed").validate()
+        serde_json::from_str::<OrderRequest>(json)
+            .expect("test bodies are well-formed")
+            .validate()
     }
 
     #[test]
     fn accepts_the_starting_designs_body() {
-        let order = request(r#"{"orderId":"29","items":[{"id":"001","quantity":2},{"id":"002","quantity":1}]}"#).unwrap();
+        let order = request(
+            r#"{"orderId":"29","items":[{"id":"001","quantity":2},{"id":"002","quantity":1}]}"#,
+        )
+        .unwrap();
         assert_eq!(order.order_id.unwrap().as_str(), "29");
         assert_eq!(order.items.lines().len(), 2);
     }
 
     #[test]
     fn order_id_is_optional() {
-        assert_eq!(request(r#"{"items":[{"id":"a","quantity":1}]}"#).unwrap().order_id, None);
+        assert_eq!(
+            request(r#"{"items":[{"id":"a","quantity":1}]}"#)
+                .unwrap()
+                .order_id,
+            None
+        );
     }
 
     #[test]
@@ -223,7 +244,10 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "ü", "{tag}", &"x".repeat(65)] {
             let err = ItemId::parse("items[0].id", bad).unwrap_err();
-            assert!(err.to_string().starts_with("items[0].id must be 1 to 64"), "{err}");
+            assert!(
+                err.to_string().starts_with("items[0].id must be 1 to 64"),
+                "{err}"
+            );
         }
     }
 
@@ -231,16 +255,25 @@ mod tests {
     fn errors_name_the_field() {
         let err = request(r#"{"orderId":"bad id","items":[{"id":"a","quantity":1}]}"#).unwrap_err();
         assert!(err.to_string().starts_with("orderId "), "{err}");
-        let err = request(r#"{"items":[{"id":"a","quantity":1},{"id":"b","quantity":0}]}"#).unwrap_err();
-        assert_eq!(err.to_string(), "items[1].quantity must be an integer from 1 to 1000000, got 0");
+        let err =
+            request(r#"{"items":[{"id":"a","quantity":1},{"id":"b","quantity":0}]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "items[1].quantity must be an integer from 1 to 1000000, got 0"
+        );
         let err = request(r#"{"items":[{"id":"a","quantity":1000001}]}"#).unwrap_err();
         assert!(err.to_string().starts_with("items[0].quantity"), "{err}");
     }
 
     #[test]
     fn item_count_is_bounded() {
-        assert_eq!(request(r#"{"items":[]}"#).unwrap_err(), ValidationError::ItemCount(0));
-        let lines: Vec<String> = (0..101).map(|i| format!(r#"{{"id":"i{i}","quantity":1}}"#)).collect();
+        assert_eq!(
+            request(r#"{"items":[]}"#).unwrap_err(),
+            ValidationError::ItemCount(0)
+        );
+        let lines: Vec<String> = (0..101)
+            .map(|i| format!(r#"{{"id":"i{i}","quantity":1}}"#))
+            .collect();
         let body = format!(r#"{{"items":[{}]}}"#, lines.join(","));
         assert_eq!(request(&body).unwrap_err(), ValidationError::ItemCount(101));
     }
@@ -249,7 +282,9 @@ mod tests {
     fn unknown_fields_are_refused() {
         let err = serde_json::from_str::<OrderRequest>(r#"{"items":[],"price":3}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `price`"), "{err}");
-        let err = serde_json::from_str::<OrderRequest>(r#"{"items":[{"id":"a","quantity":1,"x":1}]}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<OrderRequest>(r#"{"items":[{"id":"a","quantity":1,"x":1}]}"#)
+                .unwrap_err();
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
     }
 
@@ -264,7 +299,8 @@ mod tests {
 
     #[test]
     fn event_ids_are_unique_within_a_millisecond() {
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| EventId::new_v7().to_string()).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| EventId::new_v7().to_string()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(EventId::parse("id", &EventId::new_v7().to_string()).is_ok());
     }

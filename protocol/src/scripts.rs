@@ -32,6 +32,21 @@ pub fn is_noscript(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
+/// Runs a pipeline of script invocations; if Redis lost its script cache (a restart), loads the
+/// scripts and runs it once more. Safe because every script here is idempotent.
+pub async fn query_pipeline<T: redis::FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<T> {
+    match pipe.query_async(conn).await {
+        Err(e) if is_noscript(&e) => {
+            load_all(conn).await?;
+            pipe.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
 /// Where a delivery came from, so the apply can settle it in the same atomic step.
 #[derive(Debug, Clone, Copy)]
 pub enum Settle<'a> {
@@ -75,11 +90,19 @@ pub fn apply_invocation<'a>(
 /// How one apply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    Applied { at_ms: u64 },
+    Applied {
+        at_ms: u64,
+    },
     /// Not enough stock for some line: nothing was taken.
-    Rejected { reason: String, at_ms: u64 },
+    Rejected {
+        reason: String,
+        at_ms: u64,
+    },
     /// Done before (by `by`, ending in `status`): nothing changed.
-    Duplicate { status: String, by: String },
+    Duplicate {
+        status: String,
+        by: String,
+    },
 }
 
 impl ApplyOutcome {
@@ -100,7 +123,8 @@ pub struct UnexpectedReply {
 }
 
 fn strings(script: &'static str, reply: Value) -> Result<Vec<String>, UnexpectedReply> {
-    redis::from_redis_value::<Vec<String>>(reply.clone()).map_err(|_| UnexpectedReply { script, reply })
+    redis::from_redis_value::<Vec<String>>(reply.clone())
+        .map_err(|_| UnexpectedReply { script, reply })
 }
 
 pub fn parse_apply_reply(reply: Value) -> Result<ApplyOutcome, UnexpectedReply> {
@@ -108,38 +132,53 @@ pub fn parse_apply_reply(reply: Value) -> Result<ApplyOutcome, UnexpectedReply> 
     let ms = |s: &str| s.parse::<u64>().ok();
     match fields.as_slice() {
         [o, _, at] if o == "applied" => ms(at).map(|at_ms| ApplyOutcome::Applied { at_ms }),
-        [o, reason, at] if o == "rejected" => {
-            ms(at).map(|at_ms| ApplyOutcome::Rejected { reason: reason.clone(), at_ms })
-        }
-        [o, status, by] if o == "duplicate" => {
-            Some(ApplyOutcome::Duplicate { status: status.clone(), by: by.clone() })
-        }
+        [o, reason, at] if o == "rejected" => ms(at).map(|at_ms| ApplyOutcome::Rejected {
+            reason: reason.clone(),
+            at_ms,
+        }),
+        [o, status, by] if o == "duplicate" => Some(ApplyOutcome::Duplicate {
+            status: status.clone(),
+            by: by.clone(),
+        }),
         _ => None,
     }
-    .ok_or(UnexpectedReply { script: "apply", reply })
+    .ok_or(UnexpectedReply {
+        script: "apply",
+        reply,
+    })
 }
 
 /// How one accept ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcceptOutcome {
-    Accepted { id: String, at_ms: u64 },
+    Accepted {
+        id: String,
+        at_ms: u64,
+    },
     /// The orderId was seen before: its event id and canonical items.
-    Exists { id: String, items: String },
+    Exists {
+        id: String,
+        items: String,
+    },
 }
 
 pub fn parse_accept_reply(reply: Value) -> Result<AcceptOutcome, UnexpectedReply> {
     let fields = strings("accept", reply.clone())?;
     match fields.as_slice() {
-        [o, id, at] if o == "accepted" => at
-            .parse()
-            .ok()
-            .map(|at_ms| AcceptOutcome::Accepted { id: id.clone(), at_ms }),
-        [o, id, items] if o == "exists" => {
-            Some(AcceptOutcome::Exists { id: id.clone(), items: items.clone() })
-        }
+        [o, id, at] if o == "accepted" => at.parse().ok().map(|at_ms| AcceptOutcome::Accepted {
+            id: id.clone(),
+            at_ms,
+        }),
+        [o, id, items] if o == "exists" => Some(AcceptOutcome::Exists {
+            id: id.clone(),
+            items: items.clone(),
+        }),
         _ => None,
     }
-    .ok_or(UnexpectedReply { script: "accept", reply })
+    .ok_or(UnexpectedReply {
+        script: "accept",
+        reply,
+    })
 }
 
 #[cfg(test)]
@@ -147,19 +186,33 @@ mod tests {
     use super::*;
 
     fn bulk(parts: &[&str]) -> Value {
-        Value::Array(parts.iter().map(|p| Value::BulkString(p.as_bytes().to_vec())).collect())
+        Value::Array(
+            parts
+                .iter()
+                .map(|p| Value::BulkString(p.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     #[test]
     fn parses_every_apply_reply() {
-        assert_eq!(parse_apply_reply(bulk(&["applied", "", "12"])).unwrap(), ApplyOutcome::Applied { at_ms: 12 });
+        assert_eq!(
+            parse_apply_reply(bulk(&["applied", "", "12"])).unwrap(),
+            ApplyOutcome::Applied { at_ms: 12 }
+        );
         assert_eq!(
             parse_apply_reply(bulk(&["rejected", "no stock", "13"])).unwrap(),
-            ApplyOutcome::Rejected { reason: "no stock".into(), at_ms: 13 }
+            ApplyOutcome::Rejected {
+                reason: "no stock".into(),
+                at_ms: 13
+            }
         );
         assert_eq!(
             parse_apply_reply(bulk(&["duplicate", "applied", "c-1"])).unwrap(),
-            ApplyOutcome::Duplicate { status: "applied".into(), by: "c-1".into() }
+            ApplyOutcome::Duplicate {
+                status: "applied".into(),
+                by: "c-1".into()
+            }
         );
         assert!(parse_apply_reply(bulk(&["weird"])).is_err());
         assert!(parse_apply_reply(Value::Int(1)).is_err());
@@ -169,11 +222,17 @@ mod tests {
     fn parses_every_accept_reply() {
         assert_eq!(
             parse_accept_reply(bulk(&["accepted", "e1", "99"])).unwrap(),
-            AcceptOutcome::Accepted { id: "e1".into(), at_ms: 99 }
+            AcceptOutcome::Accepted {
+                id: "e1".into(),
+                at_ms: 99
+            }
         );
         assert_eq!(
             parse_accept_reply(bulk(&["exists", "e0", "[]"])).unwrap(),
-            AcceptOutcome::Exists { id: "e0".into(), items: "[]".into() }
+            AcceptOutcome::Exists {
+                id: "e0".into(),
+                items: "[]".into()
+            }
         );
         assert!(parse_accept_reply(bulk(&["accepted", "e1", "x"])).is_err());
     }

@@ -39,7 +39,10 @@ pub fn ops_routes(readiness: Readiness, registry: Arc<Registry>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(OpsState { readiness, registry })
+        .with_state(OpsState {
+            readiness,
+            registry,
+        })
 }
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
@@ -55,7 +58,10 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
@@ -64,7 +70,11 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 /// Binds `addr` and serves `router` until `shutdown` fires, then drains open requests.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
     axum::serve(listener, router)

@@ -11,6 +11,10 @@ pub fn init_logging() {
     if std::io::stdout().is_terminal() {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
     }
 }

@@ -1,0 +1,231 @@
+//! Streams delivery: one consumer group per channel, this replica a consumer in it. Each entry
+//! goes to one replica, so no leases are needed; the apply acknowledges and deletes the entry
+//! atomically. Entries idle longer than the lock TTL (their consumer died or stalled) are
+//! reclaimed; after `MAX_DELIVERIES` an entry goes to the dead-letter stream with its reason.
+
+use std::time::Duration;
+
+use protocol::group::ensure_consumer_group;
+use protocol::keys::CONSUMER_GROUP;
+use protocol::message::STREAM_FIELD;
+use protocol::scripts;
+use redis::AsyncCommands;
+use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{Delivery, Holding, apply_all};
+use crate::backoff::Backoff;
+use crate::context::Context;
+use crate::intake::{parse_or_report, preview};
+
+/// How long one `XREADGROUP` waits for new entries before checking for shutdown.
+const BLOCK: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: &Context, shutdown: &CancellationToken) {
+    let mut backoff = Backoff::default();
+    let mut first = true;
+    while !shutdown.is_cancelled() {
+        let result = session(ctx, shutdown, &mut backoff, first).await;
+        ctx.readiness.set(false);
+        first = false;
+        if let Err(e) = result {
+            ctx.metrics.redis_errors.inc();
+            let delay = backoff.next_delay();
+            tracing::warn!(consumer = %ctx.name, error = %e, retry_in_ms = delay.as_millis() as u64, "stream reads failing");
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+async fn session(
+    ctx: &Context,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+    first: bool,
+) -> redis::RedisResult<()> {
+    let mut reader = ctx.blocking_connection(BLOCK).await?;
+    ensure_consumer_group(&mut reader, &ctx.keys).await?;
+    if !first {
+        ctx.metrics.reconnects.inc();
+    }
+    ctx.readiness.set(true);
+    backoff.reset();
+    tracing::info!(consumer = %ctx.name, stream = %ctx.keys.stream(), group = CONSUMER_GROUP, "reading the stream");
+
+    // What this consumer held before a restart under the same name comes first ("0" and on),
+    // then new entries (">").
+    let mut cursor = "0".to_owned();
+    let stream = ctx.keys.stream();
+    loop {
+        let mut opts = StreamReadOptions::default()
+            .group(CONSUMER_GROUP, &ctx.name)
+            .count(ctx.config.batch_size as usize);
+        if cursor == ">" {
+            opts = opts.block(BLOCK.as_millis() as usize);
+        }
+        let (keys, ids) = ([&stream], [&cursor]);
+        let reply: Option<StreamReadReply> = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            reply = reader.xread_options(&keys, &ids, &opts) => reply?,
+        };
+        let entries: Vec<StreamId> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        if cursor != ">" {
+            match entries.last() {
+                Some(last) => cursor = last.id.clone(),
+                None => cursor = ">".to_owned(),
+            }
+        }
+        handle_entries(ctx, entries, None, shutdown).await;
+    }
+}
+
+/// Applies the good entries; dead-letters the ones that can never be applied.
+async fn handle_entries(
+    ctx: &Context,
+    entries: Vec<StreamId>,
+    recovered: Option<&'static str>,
+    shutdown: &CancellationToken,
+) {
+    let mut deliveries = Vec::with_capacity(entries.len());
+    let mut poisoned = Vec::new();
+    for entry in entries {
+        let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
+        let Some(payload) = payload else {
+            poisoned.push((
+                entry.id,
+                Vec::new(),
+                format!("entry has no `{STREAM_FIELD}` field"),
+            ));
+            continue;
+        };
+        match parse_or_report(ctx, &payload) {
+            Ok(message) => deliveries.push(Delivery {
+                message,
+                holding: Holding::Entry { entry_id: entry.id },
+                recovered,
+            }),
+            Err(e) => poisoned.push((entry.id, payload, e.to_string())),
+        }
+    }
+    dead_letter(ctx, poisoned, None).await;
+    apply_all(ctx, deliveries, shutdown).await;
+}
+
+/// Moves entries to the dead-letter stream with their reason, acknowledging them.
+async fn dead_letter(
+    ctx: &Context,
+    entries: Vec<(String, Vec<u8>, String)>,
+    deliveries: Option<usize>,
+) {
+    if entries.is_empty() {
+        return;
+    }
+    let deliveries = deliveries.map(|n| n.to_string()).unwrap_or_default();
+    let mut pipe = redis::pipe();
+    for (entry_id, payload, reason) in &entries {
+        pipe.invoke_script(
+            scripts::DEAD_LETTER
+                .key(ctx.keys.stream())
+                .key(ctx.keys.dead_letter())
+                .arg(CONSUMER_GROUP)
+                .arg(entry_id)
+                .arg(payload.as_slice())
+                .arg(reason)
+                .arg(&ctx.name)
+                .arg(&deliveries),
+        )
+        .ignore();
+    }
+    match scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
+        Ok(()) => {
+            for (entry_id, payload, reason) in &entries {
+                ctx.metrics.dead_lettered.inc();
+                tracing::warn!(consumer = %ctx.name, entry_id, outcome = "dead-lettered", reason, payload = %preview(payload), "entry moved to the dead-letter stream");
+            }
+        }
+        Err(e) => {
+            // The entries stay pending; reclaim brings them back and tries again.
+            ctx.metrics.redis_errors.inc();
+            tracing::warn!(consumer = %ctx.name, error = %e, "dead-lettering failed; reclaim will retry");
+        }
+    }
+}
+
+/// Every recovery interval, takes over entries idle longer than the lock TTL.
+pub async fn reclaim_periodically(ctx: &Context, shutdown: &CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.config.recovery_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !ctx.readiness.get() {
+            continue;
+        }
+        if let Err(e) = reclaim(ctx, shutdown).await {
+            ctx.metrics.redis_errors.inc();
+            tracing::warn!(consumer = %ctx.name, error = %e, "reclaim failed; next tick retries");
+        }
+    }
+}
+
+async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
+    let mut conn = ctx.conn.clone();
+    let stream = ctx.keys.stream();
+    let min_idle = ctx.config.lock_ttl_ms;
+    // (entry id, consumer, idle ms, deliveries)
+    let idle: Vec<(String, String, u64, usize)> = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg(CONSUMER_GROUP)
+        .arg("IDLE")
+        .arg(min_idle)
+        .arg("-")
+        .arg("+")
+        .arg(ctx.config.batch_size)
+        .query_async(&mut conn)
+        .await?;
+    let pending: i64 = conn.zcard(ctx.keys.pending()).await?;
+    ctx.metrics.pending_orders.set(pending);
+    if idle.is_empty() {
+        return Ok(());
+    }
+    let max = ctx.config.max_deliveries as usize;
+    let (exhausted, retry): (Vec<_>, Vec<_>) = idle.into_iter().partition(|(_, _, _, n)| *n >= max);
+    if !retry.is_empty() {
+        let ids: Vec<&str> = retry.iter().map(|(id, ..)| id.as_str()).collect();
+        // XCLAIM re-checks the idle time, so two replicas reclaiming at once cannot both win.
+        let claimed: StreamClaimReply = conn
+            .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
+            .await?;
+        tracing::info!(consumer = %ctx.name, entries = claimed.ids.len(), "reclaimed idle entries");
+        handle_entries(ctx, claimed.ids, Some("reclaim"), shutdown).await;
+    }
+    if !exhausted.is_empty() {
+        let ids: Vec<&str> = exhausted.iter().map(|(id, ..)| id.as_str()).collect();
+        let claimed: StreamClaimReply = conn
+            .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
+            .await?;
+        let poisoned = claimed
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let payload: Vec<u8> = entry.get(STREAM_FIELD).unwrap_or_default();
+                (
+                    entry.id,
+                    payload,
+                    format!("not applied after {max} deliveries"),
+                )
+            })
+            .collect();
+        dead_letter(ctx, poisoned, Some(max)).await;
+    }
+    Ok(())
+}
