@@ -2,3 +2,7 @@
 //! fleet. Pure builders (`deployment`, `status`) decide; `reconcile` does the I/O around them.
 
 pub mod crd;
+pub mod deployment;
+
+#[cfg(test)]
+mod fixtures;
