@@ -6,3 +6,4 @@ pub mod deployment;
 
 #[cfg(test)]
 mod fixtures;
+pub mod status;
