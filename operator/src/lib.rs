@@ -6,4 +6,6 @@ pub mod deployment;
 
 #[cfg(test)]
 mod fixtures;
+pub mod http;
+pub mod metrics;
 pub mod status;
