@@ -8,4 +8,5 @@ pub mod deployment;
 mod fixtures;
 pub mod http;
 pub mod metrics;
+pub mod reconcile;
 pub mod status;
