@@ -7,6 +7,7 @@ pub mod deployment;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
