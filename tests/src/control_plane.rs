@@ -3,6 +3,7 @@
 //! `tests/k8s/control-plane.sh` owns every flag; this module runs it, shares one cluster per
 //! test binary, and hands each test its own namespace, a `kube::Client` and our kubectl.
 
+pub mod fleet;
 mod kubectl;
 mod namespace;
 mod operator;

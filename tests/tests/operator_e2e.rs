@@ -1,0 +1,686 @@
+//! The operator end to end against a real control plane (tests/k8s): the CRD as the API
+//! server enforces it, the fleet the operator builds, scaling, drift repair, rollouts, secret
+//! handling, garbage collection, Pod Security, restarts and leader election.
+//!
+//! Run: `cargo build --workspace --bins && cargo test -p e2e --test operator_e2e`
+//! (the first run builds Kubernetes from source: see tests/k8s/README.md).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure};
+use e2e::control_plane::fleet::{
+    FleetEnv as Env, REDIS_URL, TIMEOUT, assert_restricted, condition, consumer, env_of,
+    install_crd,
+};
+use e2e::control_plane::{ControlPlane, eventually};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+#[tokio::test]
+async fn crd_is_accepted_documented_and_printed() {
+    let cp = ControlPlane::shared().await;
+    install_crd(cp).await;
+    let explain = cp
+        .kubectl(&["explain", "eoc.spec"])
+        .await
+        .expect_success("explain eoc.spec");
+    for field in ["replicas", "redis", "channel", "lockTtlMs", "deliveryMode"] {
+        assert!(explain.contains(field), "explain lacks {field}:\n{explain}");
+    }
+    assert!(
+        explain.contains("Number of consumer pods"),
+        "explain shows no field docs:\n{explain}"
+    );
+    let explain_url = cp
+        .kubectl(&["explain", "eoc.spec.redis.url"])
+        .await
+        .expect_success("explain eoc.spec.redis.url");
+    assert!(explain_url.contains("rediss"), "{explain_url}");
+
+    let ns = cp.namespace("eoc-print", &[]).await;
+    cp.kubectl_with_stdin(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(&consumer(
+            "printed",
+            json!({"replicas": 2, "redis": {"url": REDIS_URL}}),
+        )),
+    )
+    .await
+    .expect_success("apply a valid CR");
+    let table = cp
+        .kubectl(&["get", "eoc", "-n", &ns.name])
+        .await
+        .expect_success("get eoc");
+    let header = table.lines().next().unwrap_or_default();
+    for column in [
+        "NAME", "REPLICAS", "READY", "MODE", "CHANNEL", "LOCK TTL", "AGE",
+    ] {
+        assert!(header.contains(column), "no {column} column:\n{table}");
+    }
+    let row = table.lines().nth(1).unwrap_or_default();
+    for cell in ["printed", "2", "pubsub", "order_updates", "5000"] {
+        assert!(row.contains(cell), "row lacks {cell}:\n{table}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_specs_are_rejected_naming_the_field() {
+    let cp = ControlPlane::shared().await;
+    install_crd(cp).await;
+    let ns = cp.namespace("eoc-invalid", &[]).await;
+    let cases = [
+        (
+            "replicas -1",
+            json!({"replicas": -1, "redis": {"url": REDIS_URL}}),
+            "spec.replicas",
+        ),
+        (
+            "lockTtlMs 0",
+            json!({"lockTtlMs": 0, "redis": {"url": REDIS_URL}}),
+            "spec.lockTtlMs",
+        ),
+        (
+            "both url and urlSecretRef",
+            json!({"redis": {"url": REDIS_URL, "urlSecretRef": {"name": "s", "key": "url"}}}),
+            "spec.redis",
+        ),
+        (
+            "neither url nor urlSecretRef",
+            json!({"redis": {}}),
+            "spec.redis",
+        ),
+        (
+            "a URL that is not redis://",
+            json!({"redis": {"url": "http://redis:6379"}}),
+            "spec.redis.url",
+        ),
+        (
+            "unknown deliveryMode",
+            json!({"deliveryMode": "kafka", "redis": {"url": REDIS_URL}}),
+            "spec.deliveryMode",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (what, spec, field)) in cases.iter().enumerate() {
+        let manifest = consumer(&format!("bad-{i}"), spec.clone());
+        let out = cp
+            .kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&manifest))
+            .await;
+        if out.success {
+            failures.push(format!("{what}: accepted ({})", out.stdout.trim()));
+        } else if !out.stderr.contains(field) {
+            failures.push(format!(
+                "{what}: message does not name {field}: {}",
+                out.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let listed = cp
+        .kubectl(&["get", "eoc", "-n", &ns.name, "-o", "name"])
+        .await
+        .expect_success("get eoc");
+    assert!(
+        listed.trim().is_empty(),
+        "invalid CRs were stored: {listed}"
+    );
+}
+
+#[tokio::test]
+async fn a_sample_consumer_becomes_an_available_fleet() {
+    let env = Env::start("eoc-sample", &[]).await;
+    let name = "orders";
+    env.apply_cr(
+        name,
+        json!({"replicas": 3, "redis": {"url": REDIS_URL}, "lockTtlMs": 7000}),
+    )
+    .await;
+    let cr = env.cr(name).await;
+    let uid = cr["metadata"]["uid"].as_str().unwrap().to_owned();
+    let deployment = env.wait_deployment(name).await;
+
+    // Owner reference: controller, pointing at the CR, so GC deletes the fleet with it.
+    let owners = deployment
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.uid == uid && o.kind == "ExactlyOnceConsumer" && o.controller == Some(true)),
+        "owner references {owners:?}"
+    );
+    // Labels: the instance label names the CR, and the selector matches the pod template.
+    let labels = deployment.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance").map(String::as_str),
+        Some(name),
+        "{labels:?}"
+    );
+    let spec = deployment.spec.clone();
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    let template_labels = spec
+        .template
+        .metadata
+        .clone()
+        .unwrap_or_default()
+        .labels
+        .unwrap_or_default();
+    assert!(!selector.is_empty());
+    for (k, v) in &selector {
+        assert_eq!(
+            template_labels.get(k),
+            Some(v),
+            "template lacks selector label {k}"
+        );
+    }
+    // Injected environment: the consumer's contract from the protocol crate.
+    let vars = env_of(&deployment);
+    assert_eq!(
+        vars.get(protocol::env::REDIS_URL)
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some(REDIS_URL)
+    );
+    assert_eq!(
+        vars.get(protocol::env::CHANNEL)
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("order_updates")
+    );
+    assert_eq!(
+        vars.get(protocol::env::LOCK_TTL_MS)
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("7000")
+    );
+    assert_eq!(
+        vars.get(protocol::env::DELIVERY_MODE)
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("pubsub")
+    );
+    assert!(vars.contains_key(protocol::env::CONSUMER_NAME), "{vars:?}");
+    // Security context fit for Pod Security `restricted`.
+    assert_restricted(&deployment);
+
+    env.wait_available(name, 3).await;
+    let status = env.cr(name).await["status"].clone();
+    assert_eq!(status["replicas"], 3, "{status}");
+    assert!(
+        !status["selector"].as_str().unwrap_or_default().is_empty(),
+        "{status}"
+    );
+    // The scale subresource reads the same numbers (what HPA/KEDA see).
+    let scale = env
+        .cp
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!(
+                "/apis/exactlyonce.dev/v1alpha1/namespaces/{}/exactlyonceconsumers/{name}/scale",
+                env.ns.name
+            ),
+        ])
+        .await
+        .expect_success("get scale");
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3, "{scale}");
+    assert_eq!(scale["status"]["replicas"], 3, "{scale}");
+}
+
+#[tokio::test]
+async fn kubectl_scale_moves_the_fleet_to_five_to_zero_and_back() {
+    let env = Env::start("eoc-scale", &[]).await;
+    let name = "scaled";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    for replicas in [5, 0, 2] {
+        env.cp
+            .kubectl(&[
+                "scale",
+                "-n",
+                &env.ns.name,
+                &format!("eoc/{name}"),
+                &format!("--replicas={replicas}"),
+            ])
+            .await
+            .expect_success("scale eoc");
+        env.wait_deployment_replicas(name, replicas).await;
+        env.wait_available(name, replicas).await;
+        env.wait_pods(name, replicas as usize).await;
+    }
+}
+
+#[tokio::test]
+async fn hand_edits_to_the_deployment_are_put_back() {
+    let env = Env::start("eoc-drift", &[]).await;
+    let name = "drift";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    let deployment = env.wait_deployment(name).await;
+    let dname = deployment.metadata.name.clone().unwrap();
+
+    env.cp
+        .kubectl(&[
+            "scale",
+            "-n",
+            &env.ns.name,
+            &format!("deployment/{dname}"),
+            "--replicas=6",
+        ])
+        .await
+        .expect_success("scale the deployment by hand");
+    env.cp
+        .kubectl(&[
+            "set",
+            "env",
+            "-n",
+            &env.ns.name,
+            &format!("deployment/{dname}"),
+            &format!("{}=hand-edited", protocol::env::CHANNEL),
+        ])
+        .await
+        .expect_success("set env on the deployment by hand");
+    let deployments = env.ns.api::<Deployment>();
+    eventually(
+        "the operator to put replicas and env back",
+        TIMEOUT,
+        || async {
+            let d = deployments.get(&dname).await?;
+            let replicas = d.spec.replicas;
+            let channel = env_of(&d).get(protocol::env::CHANNEL).cloned().flatten();
+            ensure!(
+                replicas == Some(2) && channel.as_deref() == Some("order_updates"),
+                "replicas {replicas:?}, CHANNEL {channel:?}"
+            );
+            Ok(())
+        },
+    )
+    .await;
+    env.wait_available(name, 2).await;
+}
+
+#[tokio::test]
+async fn changing_lock_ttl_or_channel_rolls_out_new_env() {
+    let env = Env::start("eoc-rollout", &[]).await;
+    let name = "rolling";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+
+    for (patch, var, value) in [
+        (
+            json!({"spec": {"lockTtlMs": 12000}}),
+            protocol::env::LOCK_TTL_MS,
+            "12000",
+        ),
+        (
+            json!({"spec": {"channel": "orders.eu"}}),
+            protocol::env::CHANNEL,
+            "orders.eu",
+        ),
+    ] {
+        env.cp
+            .kubectl(&[
+                "patch",
+                "-n",
+                &env.ns.name,
+                &format!("eoc/{name}"),
+                "--type=merge",
+                "-p",
+                &patch.to_string(),
+            ])
+            .await
+            .expect_success("patch eoc");
+        let deployments = env.ns.api::<Deployment>();
+        let pods = env.ns.api::<Pod>();
+        let dname = env.deployment_name(name).await;
+        eventually(
+            &format!("a rollout with {var}={value}"),
+            TIMEOUT,
+            || async {
+                let d = deployments.get(&dname).await?;
+                let got = env_of(&d).get(var).cloned().flatten();
+                ensure!(got.as_deref() == Some(value), "{var} is {got:?}");
+                let s = d.status.clone().unwrap_or_default();
+                ensure!(
+                    s.observed_generation == d.metadata.generation
+                        && s.updated_replicas == Some(2)
+                        && s.ready_replicas == Some(2)
+                        && s.replicas == Some(2),
+                    "deployment status {s:?}"
+                );
+                // Every remaining pod runs the new environment.
+                let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
+                let selector = selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let listed = pods.list(&ListParams::default().labels(&selector)).await?;
+                ensure!(listed.items.len() == 2, "{} pods", listed.items.len());
+                for p in &listed.items {
+                    let c = &p.spec.as_ref().unwrap().containers[0];
+                    let v = c
+                        .env
+                        .iter()
+                        .flatten()
+                        .find(|e| e.name == var)
+                        .and_then(|e| e.value.clone());
+                    ensure!(
+                        v.as_deref() == Some(value),
+                        "pod {:?} has {var}={v:?}",
+                        p.metadata.name
+                    );
+                }
+                Ok(())
+            },
+        )
+        .await;
+        env.wait_available(name, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn missing_url_secret_degrades_then_recovers_when_created() {
+    let env = Env::start("eoc-secret", &[]).await;
+    let name = "secretive";
+    env.apply_cr(
+        name,
+        json!({"replicas": 1, "redis": {"urlSecretRef": {"name": "redis-auth", "key": "url"}}}),
+    )
+    .await;
+    let api = env.eoc_api();
+    let degraded = eventually("Degraded=True naming the secret", TIMEOUT, || async {
+        let cr = api.get(name).await?;
+        let c = condition(&cr.data, "Degraded").ok_or_else(|| anyhow!("no Degraded condition"))?;
+        ensure!(c["status"] == "True", "Degraded {c}");
+        Ok(c)
+    })
+    .await;
+    let text = format!("{} {}", degraded["reason"], degraded["message"]);
+    assert!(
+        text.contains("redis-auth"),
+        "Degraded does not name the secret: {degraded}"
+    );
+    let events = env.ns.api::<Event>();
+    let warning = eventually("a Warning event on the CR", TIMEOUT, || async {
+        let list = events.list(&ListParams::default()).await?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.involved_object.kind.as_deref() == Some("ExactlyOnceConsumer")
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .ok_or_else(|| anyhow!("no Warning event yet"))
+    })
+    .await;
+    assert!(
+        warning
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("redis-auth"),
+        "event does not name the secret: {warning:?}"
+    );
+
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "redis-auth"},
+        "stringData": {"url": "redis://:s3cret@redis:6379/0"}
+    }))
+    .unwrap();
+    env.ns
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the secret");
+    env.wait_available(name, 1).await;
+    let cr = api.get(name).await.unwrap();
+    let c = condition(&cr.data, "Degraded");
+    assert!(
+        c.as_ref().is_none_or(|c| c["status"] == "False"),
+        "still degraded: {c:?}"
+    );
+    let d = env.wait_deployment(name).await;
+    let container = &d.spec.template.spec.unwrap().containers[0];
+    let url = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == protocol::env::REDIS_URL)
+        .expect("REDIS_URL is set");
+    let from = url
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("REDIS_URL comes from the secret, not a copied value");
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        ("redis-auth", "url")
+    );
+    let mut env = env;
+    assert!(
+        env.operators[0].process.is_running(),
+        "the operator exited; it must recover without a restart"
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_consumer_garbage_collects_its_deployment() {
+    let env = Env::start("eoc-delete", &[]).await;
+    let name = "doomed";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    let dname = env.deployment_name(name).await;
+    env.cp
+        .kubectl(&[
+            "delete",
+            "-n",
+            &env.ns.name,
+            &format!("eoc/{name}"),
+            "--wait=false",
+        ])
+        .await
+        .expect_success("delete eoc");
+    let deployments = env.ns.api::<Deployment>();
+    eventually("GC to remove the deployment", TIMEOUT, || async {
+        match deployments.get_opt(&dname).await? {
+            None => Ok(()),
+            Some(_) => Err(anyhow!("{dname} still exists")),
+        }
+    })
+    .await;
+    env.wait_pods(name, 0).await;
+}
+
+#[tokio::test]
+async fn restricted_namespace_admits_the_fleet() {
+    let env = Env::start(
+        "eoc-restricted",
+        &[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ],
+    )
+    .await;
+    let name = "locked-down";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    env.wait_pods(name, 2).await;
+    let events = env
+        .ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let refused: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .map(|e| e.message.clone().unwrap_or_default())
+        .collect();
+    assert!(refused.is_empty(), "pods were refused: {refused:?}");
+}
+
+#[tokio::test]
+async fn operator_restart_leaves_the_deployment_untouched() {
+    let mut env = Env::start("eoc-restart", &[]).await;
+    let name = "steady";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    let dname = env.deployment_name(name).await;
+    let deployments = env.ns.api::<Deployment>();
+    let before = deployments
+        .get(&dname)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    let mut old = env.operators.remove(0);
+    let status = old.process.terminate().expect("SIGTERM the operator");
+    assert!(
+        status.success(),
+        "the operator exited with {status} on SIGTERM"
+    );
+    env.add_operator().await;
+    // The new operator reconciles what it finds at start (`steady` first); a CR created
+    // afterwards and reconciled proves it got past `steady`.
+    env.apply_cr(
+        "witness",
+        json!({"replicas": 1, "redis": {"url": REDIS_URL}}),
+    )
+    .await;
+    env.wait_available("witness", 1).await;
+    let reconciles = env.operators[0].reconciles().await;
+    assert!(
+        reconciles >= 2,
+        "the new operator reconciled {reconciles} times"
+    );
+    let after = deployments
+        .get(&dname)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(
+        before, after,
+        "the restarted operator rewrote an unchanged Deployment"
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let mut env = Env::start("eoc-leader", &[]).await;
+    let name = "led";
+    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 1).await;
+    let first = env.operators[0].identity.clone();
+    eventually("operator-0 to hold the lease", TIMEOUT, || async {
+        let holder = env.leader().await?;
+        ensure!(holder == first, "holder {holder}");
+        Ok(())
+    })
+    .await;
+    env.add_operator().await;
+    // While the leader lives, the standby must not reconcile: a change is applied (by the
+    // leader) and the standby's reconcile counter stays at zero.
+    env.cp
+        .kubectl(&[
+            "scale",
+            "-n",
+            &env.ns.name,
+            &format!("eoc/{name}"),
+            "--replicas=2",
+        ])
+        .await
+        .expect_success("scale eoc");
+    env.wait_available(name, 2).await;
+    assert_eq!(
+        env.operators[1].reconciles().await,
+        0,
+        "the standby reconciled while the leader was alive:\n{}",
+        env.operator_log_tails().await
+    );
+    assert!(
+        env.operators[1].ready().await.is_err(),
+        "the standby says it is ready (leader)"
+    );
+
+    // SIGKILL: no graceful lease release, the standby must wait the lease out and take over.
+    env.operators[0].process.kill();
+    let second = env.operators[1].identity.clone();
+    eventually("operator-1 to take the lease", TIMEOUT, || async {
+        let holder = env.leader().await?;
+        ensure!(holder == second, "holder {holder}");
+        Ok(())
+    })
+    .await;
+    env.cp
+        .kubectl(&[
+            "scale",
+            "-n",
+            &env.ns.name,
+            &format!("eoc/{name}"),
+            "--replicas=3",
+        ])
+        .await
+        .expect_success("scale eoc after failover");
+    env.wait_available(name, 3).await;
+    assert!(env.operators[1].reconciles().await > 0);
+}
+
+#[tokio::test]
+async fn status_settles_and_a_deleted_deployment_comes_back() {
+    // The classic reconcile storm: a status write that differs every time re-triggers
+    // reconcile forever. Once the fleet is Available the CR must stop changing.
+    let env = Env::start("eoc-settle", &[]).await;
+    let name = "calm";
+    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 1).await;
+    let api = env.eoc_api();
+    eventually("the CR to stay unchanged for 5 s", TIMEOUT, || async {
+        let before = api.get(name).await?.metadata.resource_version;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = api.get(name).await?.metadata.resource_version;
+        ensure!(before == after, "resourceVersion {before:?} -> {after:?}");
+        Ok(())
+    })
+    .await;
+
+    let deployments = env.ns.api::<Deployment>();
+    let dname = env.deployment_name(name).await;
+    let old_uid = deployments.get(&dname).await.unwrap().metadata.uid;
+    deployments
+        .delete(&dname, &DeleteParams::default())
+        .await
+        .expect("delete the deployment by hand");
+    eventually(
+        "the operator to recreate the deployment",
+        TIMEOUT,
+        || async {
+            let uid = deployments.get(&dname).await?.metadata.uid;
+            ensure!(uid != old_uid, "still the old deployment");
+            Ok(())
+        },
+    )
+    .await;
+    env.wait_available(name, 1).await;
+}
