@@ -1,1 +1,84 @@
-//! placeholder
+//! The order service: validates orders, records each durably in Redis and hands it to the
+//! consumer fleet in the same atomic step, so a `202 Accepted` is a promise the fleet can keep.
+
+pub mod config;
+pub mod error;
+pub mod json_body;
+pub mod metrics;
+pub mod routes;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use protocol::group::ensure_consumer_group;
+use protocol::{DeliveryMode, Keys};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use service::Readiness;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use routes::AppState;
+use store::Store;
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = redis::Client::open(config.redis_url.as_str())
+        .with_context(|| format!("REDIS_URL is not a usable Redis URL ({})", config.redis_url))?;
+    let conn = ConnectionManager::new_lazy_with_config(
+        client,
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2)),
+    )
+    .context("REDIS_URL")?;
+    let store = Store {
+        conn,
+        keys: Keys::new(&config.channel),
+        mode: config.delivery_mode,
+        retention_ms: config.retention_secs.saturating_mul(1000),
+    };
+    let mut registry = Registry::default();
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
+    let readiness = Readiness::default();
+    tracing::info!(channel = %config.channel, mode = %config.delivery_mode, "order service starting");
+
+    let router = routes::api(AppState {
+        store: store.clone(),
+        metrics,
+    })
+    .merge(service::ops_routes(readiness.clone(), Arc::new(registry)));
+    let http = service::serve(config.http_addr, router, shutdown.clone());
+    let (http, ()) = tokio::join!(http, watch_redis(&store, &readiness, &shutdown));
+    http?;
+    tracing::info!("order service stopped");
+    Ok(())
+}
+
+/// Keeps `/readyz` true exactly while Redis answers, and (streams mode) makes sure the consumer
+/// group exists whenever Redis comes (back) up, so no entry is appended before it.
+async fn watch_redis(store: &Store, readiness: &Readiness, shutdown: &CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut conn = store.conn.clone();
+        let mut ok = redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .is_ok();
+        if ok && store.mode == DeliveryMode::Streams && !readiness.get() {
+            ok = ensure_consumer_group(&mut conn, &store.keys).await.is_ok();
+        }
+        if ok != readiness.get() {
+            tracing::info!(ready = ok, "Redis reachability changed");
+            readiness.set(ok);
+        }
+    }
+}

@@ -68,7 +68,8 @@ pub fn apply_invocation<'a>(
         .key(keys.inventory())
         .key(keys.pending())
         .key(keys.lock(&message.id))
-        .key(keys.stream());
+        .key(keys.stream())
+        .key(keys.order_id(&message.order_id));
     let (token, group, entry_id) = match settle {
         Settle::Lease { token } => (token, "", ""),
         Settle::StreamEntry { group, entry_id } => ("", group, entry_id),

@@ -1,7 +1,8 @@
 -- Apply one order event exactly once. If the event is already done, report how it ended;
 -- otherwise check every line against stock and take all of them or none, then record the
 -- outcome and the done marker, in the same atomic step (holes 1 and 6).
--- KEYS: 1 order record (hash), 2 inventory (hash), 3 pending (zset), 4 lock, 5 stream
+-- KEYS: 1 order record (hash), 2 inventory (hash), 3 pending (zset), 4 lock, 5 stream,
+--       6 order-id index (hash)
 -- ARGV: 1 event id, 2 consumer, 3 retention ms, 4 lock token ('' if none),
 --       5 stream group ('' if not from a stream), 6 stream entry id, 7 order id, 8 message JSON,
 --       9.. item id, quantity pairs (one pair per item, lines already summed)
@@ -47,8 +48,12 @@ redis.call('HSET', KEYS[1], 'status', outcome, 'consumer', ARGV[2], 'doneAt', no
 if shortage then
   redis.call('HSET', KEYS[1], 'reason', shortage)
 end
--- An order from a starting-design publisher has no record yet: keep its message for readers.
-redis.call('HSETNX', KEYS[1], 'message', ARGV[8])
+-- An order from a starting-design publisher has no record yet: keep its message, and index its
+-- orderId, so readers find it like any other.
+if redis.call('HSETNX', KEYS[1], 'message', ARGV[8]) == 1 then
+  redis.call('HSETNX', KEYS[6], 'id', ARGV[1])
+  redis.call('PEXPIRE', KEYS[6], ARGV[3])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[1])
 finish()

@@ -1,0 +1,9 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = order::Config::parse();
+    service::telemetry::init_logging();
+    let shutdown = service::shutdown_token()?;
+    order::run(config, shutdown).await
+}

@@ -1,0 +1,82 @@
+//! The order service's Redis calls: short and boring, all key names from `protocol::Keys`.
+
+use std::collections::HashMap;
+
+use protocol::order::{EventId, ItemId, OrderId};
+use protocol::record::OrderRecord;
+use protocol::scripts::{self, AcceptOutcome};
+use protocol::{DeliveryMode, Keys, OrderMessage};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct Store {
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub mode: DeliveryMode,
+    pub retention_ms: u64,
+}
+
+impl Store {
+    /// Records the order and hands it to the fleet in one atomic script, unless its orderId was
+    /// seen before.
+    pub async fn accept(&self, message: &OrderMessage) -> Result<AcceptOutcome, ApiError> {
+        let mut invocation = scripts::ACCEPT.prepare_invoke();
+        invocation
+            .key(self.keys.order_id(&message.order_id))
+            .key(self.keys.order(&message.id))
+            .key(self.keys.pending())
+            .key(self.keys.stream())
+            .arg(message.id.as_str())
+            .arg(message.order_id.as_str())
+            .arg(message.items.canonical_json())
+            .arg(message.to_json())
+            .arg(self.retention_ms)
+            .arg(self.mode.as_str())
+            .arg(self.keys.channel().as_str());
+        let reply = invocation.invoke_async(&mut self.conn.clone()).await?;
+        scripts::parse_accept_reply(reply).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// An order by the client's orderId, or else by its event id (orders from starting-design
+    /// publishers have only the latter).
+    pub async fn order(&self, id: &str) -> Result<Option<OrderRecord>, ApiError> {
+        let mut conn = self.conn.clone();
+        let mut event_id: Option<String> = None;
+        if let Ok(order_id) = OrderId::parse("orderId", id) {
+            event_id = conn.hget(self.keys.order_id(&order_id), "id").await?;
+        }
+        let event_id = match event_id {
+            Some(found) => found,
+            None => id.to_owned(),
+        };
+        let Ok(event) = EventId::parse("id", &event_id) else {
+            return Ok(None);
+        };
+        let hash: HashMap<String, String> = conn.hgetall(self.keys.order(&event)).await?;
+        Ok(OrderRecord::from_hash(event.as_str(), hash))
+    }
+
+    pub async fn inventory(&self) -> Result<HashMap<String, i64>, ApiError> {
+        Ok(self.conn.clone().hgetall(self.keys.inventory()).await?)
+    }
+
+    pub async fn stock(&self, item: &ItemId) -> Result<Option<i64>, ApiError> {
+        Ok(self
+            .conn
+            .clone()
+            .hget(self.keys.inventory(), item.as_str())
+            .await?)
+    }
+
+    pub async fn set_stock(&self, item: &ItemId, quantity: u64) -> Result<(), ApiError> {
+        let () = self
+            .conn
+            .clone()
+            .hset(self.keys.inventory(), item.as_str(), quantity)
+            .await?;
+        Ok(())
+    }
+}
