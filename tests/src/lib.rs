@@ -2,4 +2,10 @@
 //! (redis-server, the project's own binaries, a Kubernetes control plane).
 
 pub mod bins;
+pub mod checker;
 pub mod control_plane;
+pub mod fleet;
+pub mod load;
+pub mod net;
+pub mod process;
+pub mod redis_server;

@@ -23,6 +23,8 @@ use super::{ControlPlane, KubectlOutput, OperatorProcess, TestNamespace, eventua
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 /// A URL the operator only copies into the pods; nothing connects to it.
 pub const REDIS_URL: &str = "redis://redis.example.invalid:6379/0";
+/// The operator's default `--lease-name`.
+const LEASE_NAME: &str = "exactly-once-operator";
 const CRD_NAME: &str = "exactlyonceconsumers.exactlyonce.dev";
 const CRD_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 
@@ -177,16 +179,21 @@ impl RunningOperator {
         let mut args: Vec<String> = vec![
             "--http-addr".into(),
             http_addr,
-            "--lease-namespace".into(),
+            "--leader-election-namespace".into(),
             options.lease_namespace.clone(),
             "--identity".into(),
             options.identity.clone(),
         ];
         if let Some(ns) = &options.watch_namespace {
-            args.extend(["--watch-namespace".into(), ns.clone()]);
+            args.extend(["--namespace".into(), ns.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = OperatorProcess::start(cp, binary, &args, &[("RUST_LOG", "info")]);
+        let process = OperatorProcess::start(
+            cp,
+            binary,
+            &args,
+            &[("RUST_LOG", "info"), ("LOG_FORMAT", "text")],
+        );
         Self {
             process,
             identity: options.identity.clone(),
@@ -414,15 +421,9 @@ impl FleetEnv {
         .await;
     }
 
-    /// The operator's leader Lease in the test namespace: (name, holder identity).
+    /// Holder of the operator's leader Lease (default name) in the test namespace.
     pub async fn leader(&self) -> anyhow::Result<String> {
-        let leases = self.ns.api::<Lease>();
-        let list = leases.list(&ListParams::default()).await?;
-        let lease = list
-            .items
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("no Lease in {}", self.ns.name))?;
+        let lease = self.ns.api::<Lease>().get(LEASE_NAME).await?;
         lease
             .spec
             .and_then(|s| s.holder_identity)
