@@ -1,5 +1,5 @@
-//! `/healthz` (the process serves), `/readyz` (it reached the API server; the body says whether
-//! it leads or stands by) and `/metrics`.
+//! `/healthz` (the process serves), `/readyz` (200 only on the leader, the one replica doing
+//! the work; a standby answers 503 `standby`) and `/metrics`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,7 +63,8 @@ pub fn router(health: Arc<Health>) -> Router {
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
     match health.role() {
         Role::Leader => (StatusCode::OK, "leader\n").into_response(),
-        Role::Standby => (StatusCode::OK, "standby\n").into_response(),
+        // Not an error, but not serving either: only the leader reconciles.
+        Role::Standby => (StatusCode::SERVICE_UNAVAILABLE, "standby\n").into_response(),
         Role::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
         Role::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response(),
     }
@@ -116,7 +117,11 @@ mod tests {
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
         health.set_role(Role::Standby);
-        assert!(get("/readyz").await.contains("standby"));
+        let standby = get("/readyz").await;
+        assert!(
+            standby.starts_with("HTTP/1.1 503") && standby.contains("standby"),
+            "{standby}"
+        );
         health.set_role(Role::Leader);
         let ready = get("/readyz").await;
         assert!(
