@@ -1,0 +1,212 @@
+//! A whole pipeline on loopback for one test: a real redis-server, the real `order-service`
+//! and real `inventory-consumer` processes, each on free ports, each killed when the test ends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use protocol::{DeliveryMode, Keys};
+
+use crate::bins::workspace_binary;
+use crate::net::{free_port, wait_until};
+use crate::process::ChildProcess;
+use crate::redis_server::RedisServer;
+
+/// One of our binaries running, with its HTTP base URL.
+pub struct Service {
+    pub process: ChildProcess,
+    pub base_url: String,
+}
+
+pub struct Fleet {
+    pub redis: RedisServer,
+    pub mode: DeliveryMode,
+    pub channel: String,
+    pub lock_ttl_ms: u64,
+    pub order_service: Option<Service>,
+    pub consumers: HashMap<String, Service>,
+    logs: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    /// Redis only; start the services with [`Fleet::start_order_service`] and
+    /// [`Fleet::start_consumer`].
+    pub async fn new(mode: DeliveryMode, lock_ttl_ms: u64, aof: bool) -> Self {
+        Fleet {
+            redis: RedisServer::start(aof).await,
+            mode,
+            channel: "order_updates".to_owned(),
+            lock_ttl_ms,
+            order_service: None,
+            consumers: HashMap::new(),
+            logs: tempfile::tempdir().expect("a temporary directory"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Redis, the order service and `consumers` consumers named c0, c1, ...
+    pub async fn start(mode: DeliveryMode, consumers: usize, lock_ttl_ms: u64) -> Self {
+        let mut fleet = Fleet::new(mode, lock_ttl_ms, false).await;
+        fleet.start_order_service().await;
+        for i in 0..consumers {
+            fleet.start_consumer(&format!("c{i}"), 0).await;
+        }
+        fleet
+    }
+
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.channel.parse().expect("the test channel is valid"))
+    }
+
+    fn common_env(&self, http_port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("REDIS_URL", self.redis.url()),
+            ("CHANNEL", self.channel.clone()),
+            ("DELIVERY_MODE", self.mode.to_string()),
+            ("HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+    }
+
+    pub async fn start_order_service(&mut self) {
+        let port = free_port();
+        let env = self.common_env(port);
+        let process = ChildProcess::spawn(
+            "order-service",
+            &workspace_binary("order-service"),
+            &[],
+            &env,
+            self.logs.path(),
+        );
+        let service = Service {
+            process,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        self.wait_ready(&service).await;
+        self.order_service = Some(service);
+    }
+
+    /// Starts consumer `name`, holding each order `apply_delay_ms` before applying it, and waits
+    /// until it reports ready.
+    pub async fn start_consumer(&mut self, name: &str, apply_delay_ms: u64) {
+        self.spawn_consumer(name, apply_delay_ms);
+        let consumer = &self.consumers[name];
+        self.wait_ready(consumer).await;
+    }
+
+    /// Starts consumer `name` without waiting for it.
+    pub fn spawn_consumer(&mut self, name: &str, apply_delay_ms: u64) {
+        let port = free_port();
+        let mut env = self.common_env(port);
+        env.extend([
+            ("CONSUMER_NAME", name.to_owned()),
+            ("LOCK_TTL_MS", self.lock_ttl_ms.to_string()),
+            ("APPLY_DELAY_MS", apply_delay_ms.to_string()),
+        ]);
+        let process = ChildProcess::spawn(
+            name,
+            &workspace_binary("inventory-consumer"),
+            &[],
+            &env,
+            self.logs.path(),
+        );
+        self.consumers.insert(
+            name.to_owned(),
+            Service {
+                process,
+                base_url: format!("http://127.0.0.1:{port}"),
+            },
+        );
+    }
+
+    pub async fn wait_ready(&self, service: &Service) {
+        let url = format!("{}/readyz", service.base_url);
+        wait_until(
+            &format!("{} to be ready", service.process.name),
+            Duration::from_secs(20),
+            || async {
+                let status = self.http.get(&url).send().await?.status();
+                anyhow::ensure!(status.is_success(), "/readyz answered {status}");
+                Ok(())
+            },
+        )
+        .await;
+    }
+
+    pub fn order_url(&self) -> String {
+        self.order_service
+            .as_ref()
+            .expect("the order service was started")
+            .base_url
+            .clone()
+    }
+
+    pub fn consumer(&mut self, name: &str) -> &mut Service {
+        self.consumers
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no consumer {name}"))
+    }
+
+    /// Sum of a metric over all its label sets, as one consumer reports it.
+    pub async fn metric(&self, consumer: &str, name: &str) -> f64 {
+        let url = format!("{}/metrics", self.consumers[consumer].base_url);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let text = text
+            .expect("scraping /metrics")
+            .text()
+            .await
+            .expect("reading /metrics");
+        sum_metric(&text, name)
+    }
+
+    /// Sum of a metric over every consumer still running.
+    pub async fn fleet_metric(&mut self, name: &str) -> f64 {
+        let mut running = Vec::new();
+        for (consumer, service) in self.consumers.iter_mut() {
+            if service.process.is_running() {
+                running.push(consumer.clone());
+            }
+        }
+        let mut total = 0.0;
+        for consumer in running {
+            total += self.metric(&consumer, name).await;
+        }
+        total
+    }
+
+    /// Every service's log tail, for a failing assertion's message.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for s in self.order_service.iter().chain(self.consumers.values()) {
+            out.push_str(&s.process.log_tail(15));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Sums the samples of `name` (any labels) in Prometheus text.
+pub fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_a_metric_over_its_labels() {
+        let text = "# HELP x\nm_total{reason=\"a\"} 2\nm_total{reason=\"b\"} 3\nm_total_other 9\nm_total 1\n";
+        assert_eq!(super::sum_metric(text, "m_total"), 6.0);
+    }
+}

@@ -1,0 +1,367 @@
+//! The fault suite: real redis-server, the real order service and real consumer processes.
+//! Every scenario places orders through the order service, injects its fault, waits for the
+//! fleet to settle, and requires zero lost, duplicated and unexpected orders (see
+//! `e2e::checker`). Each scenario runs in both delivery modes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use e2e::checker::{Verdict, check};
+use e2e::fleet::Fleet;
+use e2e::load::{LoadReport, OrderSpec, orders, place_orders};
+use nix::sys::signal::Signal;
+use protocol::DeliveryMode;
+
+const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
+/// Short leases keep takeovers quick; recovery runs every half lease.
+const LOCK_TTL_MS: u64 = 1_000;
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Stocks every item with `units` and returns the initial stock for the checker.
+async fn stock(fleet: &Fleet, units: i64) -> HashMap<String, i64> {
+    let client = reqwest::Client::new();
+    for item in ITEMS {
+        let url = format!("{}/inventory/{item}", fleet.order_url());
+        let resp = client
+            .put(url)
+            .json(&serde_json::json!({"quantity": units}))
+            .send()
+            .await
+            .expect("PUT /inventory");
+        assert!(
+            resp.status().is_success(),
+            "PUT /inventory/{item}: {}",
+            resp.status()
+        );
+    }
+    ITEMS.iter().map(|i| (i.to_string(), units)).collect()
+}
+
+async fn place(fleet: &Fleet, specs: Vec<OrderSpec>) -> LoadReport {
+    place_orders(&fleet.order_url(), specs, 32, Duration::from_secs(30)).await
+}
+
+async fn verdict(fleet: &Fleet, report: &LoadReport, initial: &HashMap<String, i64>) -> Verdict {
+    let mut conn = fleet.redis.connection().await;
+    check(&mut conn, &fleet.keys(), report, initial, SETTLE).await
+}
+
+fn assert_clean(fleet: &Fleet, verdict: &Verdict) {
+    assert!(
+        verdict.is_clean(),
+        "{}\n{}",
+        verdict.summary(),
+        fleet.log_tails()
+    );
+    assert_eq!(
+        verdict.applied + verdict.rejected,
+        verdict.accepted,
+        "{}",
+        verdict.summary()
+    );
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod pubsub {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
+        }
+        mod streams {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
+        }
+    };
+}
+
+both_modes!(
+    three_consumers_ten_thousand_orders,
+    one_consumer_lagging_50ms_per_order,
+    sigkill_of_the_consumer_holding_orders,
+    no_consumer_for_the_first_second,
+    consumer_stopped_longer_than_the_lock_ttl,
+    redis_connections_killed_mid_run,
+    redis_restarted_with_aof,
+    orders_racing_for_the_last_units,
+    malformed_messages_between_good_ones,
+);
+
+async fn three_consumers_ten_thousand_orders(mode: DeliveryMode) {
+    let fleet = Fleet::start(mode, 3, LOCK_TTL_MS).await;
+    let initial = stock(&fleet, 1_000_000).await;
+    let report = place(&fleet, orders("bulk", 10_000, &ITEMS)).await;
+    assert_eq!(report.accepted.len(), 10_000);
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert_eq!(v.applied, 10_000, "{}", v.summary());
+}
+
+async fn one_consumer_lagging_50ms_per_order(mode: DeliveryMode) {
+    let mut fleet = Fleet::start(mode, 2, LOCK_TTL_MS).await;
+    fleet.start_consumer("slow", 50).await;
+    let initial = stock(&fleet, 1_000_000).await;
+    let report = place(&fleet, orders("lag", 1_000, &ITEMS)).await;
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+}
+
+async fn sigkill_of_the_consumer_holding_orders(mode: DeliveryMode) {
+    // Every consumer takes 50 ms per apply, so each always holds orders it has not applied.
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
+    fleet.start_order_service().await;
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 50).await;
+    }
+    let initial = stock(&fleet, 1_000_000).await;
+    let url = fleet.order_url();
+    let load = tokio::spawn(async move {
+        place_orders(
+            &url,
+            orders("kill", 600, &ITEMS),
+            8,
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    // Kill c0 once it has applied something: it is then mid-way through its held orders.
+    e2e::net::wait_until("c0 to apply orders", Duration::from_secs(30), || async {
+        let applied = fleet.metric("c0", "eo_consumer_orders_applied_total").await;
+        anyhow::ensure!(applied >= 5.0, "c0 applied {applied}");
+        Ok(())
+    })
+    .await;
+    fleet.consumer("c0").process.signal(Signal::SIGKILL);
+    let report = load.await.expect("the load task");
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    let recovered = fleet
+        .fleet_metric("eo_consumer_orders_recovered_total")
+        .await;
+    assert!(
+        recovered > 0.0,
+        "the survivors took over nothing from c0: {}",
+        v.summary()
+    );
+}
+
+async fn no_consumer_for_the_first_second(mode: DeliveryMode) {
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
+    fleet.start_order_service().await;
+    let initial = stock(&fleet, 1_000_000).await;
+    let started = std::time::Instant::now();
+    let early = place(&fleet, orders("early", 300, &ITEMS)).await;
+    // Orders keep coming while the consumers start, a second after the first one.
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
+    for name in ["c0", "c1", "c2"] {
+        fleet.spawn_consumer(name, 0);
+    }
+    let mut report = place(&fleet, orders("late", 300, &ITEMS)).await;
+    report.accepted.extend(early.accepted);
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert_eq!(v.applied, 600, "{}", v.summary());
+}
+
+async fn consumer_stopped_longer_than_the_lock_ttl(mode: DeliveryMode) {
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
+    fleet.start_order_service().await;
+    // 20 ms per apply: every replica, c0 included, always holds orders it has not applied yet.
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 20).await;
+    }
+    let initial = stock(&fleet, 1_000_000).await;
+    let url = fleet.order_url();
+    let load = tokio::spawn(async move {
+        place_orders(
+            &url,
+            orders("stop", 600, &ITEMS),
+            8,
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    e2e::net::wait_until("c0 to apply orders", Duration::from_secs(30), || async {
+        let applied = fleet.metric("c0", "eo_consumer_orders_applied_total").await;
+        anyhow::ensure!(applied >= 3.0, "c0 applied {applied}");
+        Ok(())
+    })
+    .await;
+    fleet.consumer("c0").process.signal(Signal::SIGSTOP);
+    // Hold it frozen until the others have taken over its orders, and then some.
+    tokio::time::sleep(Duration::from_millis(3 * LOCK_TTL_MS)).await;
+    fleet.consumer("c0").process.signal(Signal::SIGCONT);
+    let report = load.await.expect("the load task");
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    let recovered = fleet
+        .fleet_metric("eo_consumer_orders_recovered_total")
+        .await;
+    assert!(
+        recovered > 0.0,
+        "nobody took over c0's orders while it was stopped: {}",
+        v.summary()
+    );
+}
+
+async fn redis_connections_killed_mid_run(mode: DeliveryMode) {
+    let fleet = Fleet::start(mode, 3, LOCK_TTL_MS).await;
+    let initial = stock(&fleet, 1_000_000).await;
+    let url = fleet.order_url();
+    let load = tokio::spawn(async move {
+        place_orders(
+            &url,
+            orders("kill-conn", 3_000, &ITEMS),
+            16,
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    let mut killed = 0;
+    while !load.is_finished() && killed < 40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        killed += fleet.redis.kill_clients("normal").await;
+        killed += fleet.redis.kill_clients("pubsub").await;
+    }
+    let report = load.await.expect("the load task");
+    assert!(killed > 0, "no connection was killed");
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+}
+
+async fn redis_restarted_with_aof(mode: DeliveryMode) {
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, true).await;
+    fleet.start_order_service().await;
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 0).await;
+    }
+    let initial = stock(&fleet, 1_000_000).await;
+    let url = fleet.order_url();
+    let load = tokio::spawn(async move {
+        place_orders(
+            &url,
+            orders("restart", 3_000, &ITEMS),
+            16,
+            Duration::from_secs(60),
+        )
+        .await
+    });
+    e2e::net::wait_until(
+        "some orders to be applied",
+        Duration::from_secs(30),
+        || async {
+            let mut conn = fleet.redis.connection().await;
+            let pending: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
+            anyhow::ensure!(pending > 500, "{pending} keys so far");
+            Ok(())
+        },
+    )
+    .await;
+    fleet.redis.restart().await;
+    let report = load.await.expect("the load task");
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert!(
+        report.retries > 0,
+        "the restart went unnoticed by the client: nothing was tested"
+    );
+}
+
+async fn orders_racing_for_the_last_units(mode: DeliveryMode) {
+    let fleet = Fleet::start(mode, 3, LOCK_TTL_MS).await;
+    let initial = stock(&fleet, 10).await;
+    // 300 orders of 1 to 3 units compete for 10 units of each item.
+    let report = place(&fleet, orders("race", 300, &ITEMS)).await;
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert!(v.rejected > 0 && v.applied > 0, "{}", v.summary());
+    let mut conn = fleet.redis.connection().await;
+    let stock: HashMap<String, i64> =
+        redis::AsyncCommands::hgetall(&mut conn, fleet.keys().inventory())
+            .await
+            .unwrap();
+    // Stock only runs out when no remaining line fits; every item must be nearly sold out.
+    for (item, left) in stock {
+        assert!(
+            (0..3).contains(&left),
+            "{item}: {left} left after 300 orders for 10 units"
+        );
+    }
+}
+
+async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
+    let mut fleet = Fleet::start(mode, 3, LOCK_TTL_MS).await;
+    let initial = stock(&fleet, 1_000_000).await;
+    let keys = fleet.keys();
+    let bad: [&str; 6] = [
+        "not json",
+        r#"{"orderId":"x","items":[{"id":"sku-1","quantity":1}]}"#,
+        r#"{"id":"bad-1","items":[{"id":"sku-1","quantity":0}]}"#,
+        r#"{"id":"bad-2","items":[]}"#,
+        r#"{"id":"bad 3","items":[{"id":"sku-1","quantity":1}]}"#,
+        r#"{"id":"bad-4","items":[{"id":"sku-1","quantity":"1"}]}"#,
+    ];
+    let mut conn = fleet.redis.connection().await;
+    let mut report = LoadReport::default();
+    for (round, chunk) in orders("mixed", 600, &ITEMS).chunks(100).enumerate() {
+        for payload in bad {
+            let _: () = match mode {
+                DeliveryMode::Pubsub => redis::cmd("PUBLISH")
+                    .arg(&fleet.channel)
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+                DeliveryMode::Streams => redis::cmd("XADD")
+                    .arg(keys.stream())
+                    .arg("*")
+                    .arg("order")
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await
+                    .map(|_: String| ())
+                    .unwrap(),
+            };
+        }
+        let part = place(&fleet, chunk.to_vec()).await;
+        assert_eq!(part.accepted.len(), 100, "round {round}");
+        report.accepted.extend(part.accepted);
+    }
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    let expected_invalid = (bad.len() * 6) as f64;
+    match mode {
+        // Every replica hears every message, so each counts every bad one.
+        DeliveryMode::Pubsub => {
+            e2e::net::wait_until(
+                "every replica to count every bad message",
+                Duration::from_secs(10),
+                || async {
+                    for c in ["c0", "c1", "c2"] {
+                        let n = fleet.metric(c, "eo_consumer_invalid_messages_total").await;
+                        anyhow::ensure!(n == expected_invalid, "{c} counted {n}");
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+        }
+        DeliveryMode::Streams => {
+            let dead: usize = redis::cmd("XLEN")
+                .arg(keys.dead_letter())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(dead as f64, expected_invalid, "dead-letter stream");
+            assert_eq!(
+                fleet.fleet_metric("eo_consumer_dead_lettered_total").await,
+                expected_invalid
+            );
+        }
+    }
+    for c in ["c0", "c1", "c2"] {
+        assert!(
+            fleet.consumer(c).process.is_running(),
+            "{c} died on malformed input"
+        );
+    }
+}
