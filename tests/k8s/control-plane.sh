@@ -77,7 +77,9 @@ fail() {
 }
 
 ours() { # ours PID : is PID still a process we started (its command line names DIR)?
-  [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$dir/"
+  local cmdline
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
+  [[ "$cmdline" == *"$dir/"* ]]
 }
 
 down() {
