@@ -125,6 +125,20 @@ async fn bench_cr_to_available_for_1_and_200_consumers() {
         .peak_rss_kib()
         .expect("the operator is running");
 
+    let op = &env.operators[0];
+    let reconciles = op
+        .metric("exactly_once_operator_reconcile_duration_seconds_count")
+        .await
+        .unwrap_or(0.0);
+    let reconcile_secs = op
+        .metric("exactly_once_operator_reconcile_duration_seconds_sum")
+        .await
+        .unwrap_or(0.0);
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!("operator bench");
     println!("  machine: {}", machine());
     println!(
@@ -142,6 +156,10 @@ async fn bench_cr_to_available_for_1_and_200_consumers() {
         "  {FLEET} CRs: apply -> all Deployments {:>8.3} s, apply -> all Available {:>8.3} s (poll 250 ms)",
         many_created.as_secs_f64(),
         many_available.as_secs_f64()
+    );
+    println!(
+        "  operator ({profile} build): {reconciles} reconciles, mean {:.1} ms each",
+        1000.0 * reconcile_secs / reconciles.max(1.0)
     );
     println!(
         "  operator peak RSS (VmHWM): {:.1} MiB after 1 CR, {:.1} MiB with {} CRs",

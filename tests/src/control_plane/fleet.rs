@@ -188,12 +188,7 @@ impl RunningOperator {
             args.extend(["--namespace".into(), ns.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = OperatorProcess::start(
-            cp,
-            binary,
-            &args,
-            &[("RUST_LOG", "info"), ("LOG_FORMAT", "text")],
-        );
+        let process = OperatorProcess::start(cp, binary, &args, &[("RUST_LOG", "info")]);
         Self {
             process,
             identity: options.identity.clone(),
@@ -237,6 +232,14 @@ impl RunningOperator {
             .sum()
     }
 
+    /// The value of metric line `name` (e.g. `exactly_once_operator_reconcile_duration_seconds_sum`).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await.ok()?;
+        body.lines()
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Whether `/readyz` answers 200 (the operator says it is ready, e.g. as leader).
     pub async fn ready(&self) -> anyhow::Result<String> {
         let (code, body) = self.get("/readyz").await?;
@@ -275,6 +278,13 @@ impl FleetEnv {
             binary,
         };
         env.add_operator().await;
+        let first = &env.operators[0];
+        eventually(
+            &format!("{} to become leader (/readyz 200)", first.identity),
+            TIMEOUT,
+            || async { first.ready().await },
+        )
+        .await;
         env
     }
 
