@@ -1,6 +1,6 @@
 //! Locates the workspace's own binaries. Integration tests of this crate cannot use
 //! `CARGO_BIN_EXE_*` for other packages, so the test command builds every binary first
-//! (`cargo build --workspace --bins`) and the tests find them beside their own executable.
+//! (`cargo build --workspace --bins`, with `--release` for benches) and the tests find them beside their own executable.
 
 use std::path::PathBuf;
 
@@ -8,11 +8,11 @@ use std::path::PathBuf;
 /// Panics with the command to run when it has not been built: a test must fail loudly.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
-    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
+    // target/<profile>/deps/<test-or-bench> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps");
+        .expect("test and bench binaries live in target/<profile>/deps");
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),

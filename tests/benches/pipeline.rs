@@ -1,0 +1,294 @@
+//! The pipeline bench: for each delivery mode, with three real consumers on a real
+//! redis-server, it prints
+//! - the reference `redis-benchmark -q -t set -n 200000` rate against the same server;
+//! - applied orders per second, with orders injected as fast as Redis takes them through the
+//!   order service's own accept script (pipelined, so the HTTP layer is not what is measured);
+//! - Redis commands per order (from INFO commandstats), by command;
+//! - p50/p99 from accept to applied at 2,000 orders/s offered through the real order service
+//!   over HTTP (accept and apply times are both Redis' clock, millisecond resolution);
+//! - the peak RSS (VmHWM) of each consumer.
+//!
+//! Run: `cargo build --release --workspace --bins && cargo bench -p e2e --bench pipeline`
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::fleet::Fleet;
+use e2e::load::{OrderSpec, orders};
+use protocol::order::{EventId, OrderId, validate_lines};
+use protocol::scripts;
+use protocol::{DeliveryMode, OrderMessage};
+use redis::AsyncCommands;
+
+const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
+const THROUGHPUT_ORDERS: usize = 100_000;
+const LATENCY_RATE: u64 = 2_000;
+const LATENCY_SECONDS: u64 = 10;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    println!("# pipeline bench");
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_model()
+    );
+    println!(
+        "command: cargo build --release --workspace --bins && cargo bench -p e2e --bench pipeline"
+    );
+    for mode in [DeliveryMode::Pubsub, DeliveryMode::Streams] {
+        bench_mode(mode).await;
+    }
+}
+
+async fn bench_mode(mode: DeliveryMode) {
+    println!("\n## mode {mode}, 3 consumers, lock TTL 5000 ms, redis-server without persistence");
+    let mut fleet = Fleet::start(mode, 3, 5_000).await;
+    let reference = redis_benchmark_set(fleet.redis.port);
+    println!("reference redis-benchmark -q -t set -n 200000: {reference:.0} SET/s");
+
+    let mut conn = fleet.redis.connection().await;
+    let keys = fleet.keys();
+    let stock: Vec<(&str, i64)> = ITEMS.iter().map(|i| (*i, 1_000_000_000)).collect();
+    let _: () = conn.hset_multiple(keys.inventory(), &stock).await.unwrap();
+
+    // Throughput.
+    let before = commandstats(&mut conn).await;
+    let specs = orders(&format!("tp-{mode}"), THROUGHPUT_ORDERS, &ITEMS);
+    let started = Instant::now();
+    let injected_in = inject(&fleet, &specs, mode).await;
+    let applied_in = wait_drained(&fleet, THROUGHPUT_ORDERS).await;
+    let elapsed = started.elapsed();
+    let _ = applied_in;
+    let after = commandstats(&mut conn).await;
+    let rate = THROUGHPUT_ORDERS as f64 / elapsed.as_secs_f64();
+    println!(
+        "throughput: {THROUGHPUT_ORDERS} orders applied in {:.2} s = {rate:.0} orders/s ({:.2}x the reference SET rate); injection alone took {:.2} s",
+        elapsed.as_secs_f64(),
+        rate / reference,
+        injected_in.as_secs_f64()
+    );
+    let per_order = commands_per_order(&before, &after, THROUGHPUT_ORDERS);
+    let total: f64 = per_order.values().sum();
+    let detail: Vec<String> = per_order
+        .iter()
+        .filter(|(_, n)| **n >= 0.01)
+        .map(|(c, n)| format!("{c} {n:.2}"))
+        .collect();
+    println!(
+        "redis commands per order: {total:.2} (including those run inside scripts): {}",
+        detail.join(", ")
+    );
+
+    // Latency at a moderate offered load, through HTTP.
+    let (p50, p99, n) = latency(&fleet, mode).await;
+    println!(
+        "latency accept->applied at {LATENCY_RATE} orders/s offered over HTTP for {LATENCY_SECONDS} s ({n} orders): p50 {p50} ms, p99 {p99} ms"
+    );
+
+    let mut rss = Vec::new();
+    for name in ["c0", "c1", "c2"] {
+        rss.push(format!(
+            "{name} {:.1} MB",
+            peak_rss_kb(fleet.consumer(name).process.pid()) as f64 / 1024.0
+        ));
+    }
+    println!("consumer peak RSS (VmHWM): {}", rss.join(", "));
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+fn redis_benchmark_set(port: u16) -> f64 {
+    let out = Command::new("redis-benchmark")
+        .args(["-q", "-t", "set", "-n", "200000", "-p", &port.to_string()])
+        .output()
+        .expect("redis-benchmark is installed with redis-tools");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "SET: 48123.15 requests per second, p50=0.5 msec" (progress lines end with \r)
+    let line = text
+        .split(['\r', '\n'])
+        .filter(|l| l.starts_with("SET:") && l.contains("requests per second"))
+        .last();
+    let line = line.unwrap_or_else(|| panic!("unexpected redis-benchmark output: {text}"));
+    line["SET:".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a rate")
+}
+
+/// Appends the orders through the accept script, 500 per pipeline, on 4 connections.
+async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Duration {
+    let started = Instant::now();
+    let keys = fleet.keys();
+    let chunks: Vec<Vec<OrderSpec>> = specs
+        .chunks(specs.len().div_ceil(4))
+        .map(|c| c.to_vec())
+        .collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let mut conn = fleet.redis.connection().await;
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in chunk.chunks(500) {
+                let mut pipe = redis::pipe();
+                for spec in batch {
+                    let message = OrderMessage {
+                        id: EventId::new_v7(),
+                        order_id: OrderId::parse("orderId", &spec.order_id).unwrap(),
+                        items: validate_lines(
+                            spec.items.iter().map(|(i, q)| (i.as_str(), *q as u64)),
+                        )
+                        .unwrap(),
+                    };
+                    let mut inv = scripts::ACCEPT.prepare_invoke();
+                    inv.key(keys.order_id(&message.order_id))
+                        .key(keys.order(&message.id))
+                        .key(keys.pending())
+                        .key(keys.stream())
+                        .arg(message.id.as_str())
+                        .arg(message.order_id.as_str())
+                        .arg(message.items.canonical_json())
+                        .arg(message.to_json())
+                        .arg(3_600_000u64)
+                        .arg(mode.as_str())
+                        .arg(keys.channel().as_str());
+                    pipe.invoke_script(&inv).ignore();
+                }
+                let () = scripts::query_pipeline(&mut conn, &pipe)
+                    .await
+                    .expect("injecting orders");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// Waits until nothing is pending and the fleet has applied `n` orders.
+async fn wait_drained(fleet: &Fleet, n: usize) -> Duration {
+    let started = Instant::now();
+    let mut conn = fleet.redis.connection().await;
+    let pending_key = fleet.keys().pending();
+    loop {
+        let pending: usize = conn.zcard(&pending_key).await.unwrap();
+        if pending == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{pending} of {n} orders still pending after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn commands_per_order(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+    n: usize,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(cmd, calls)| {
+            (
+                cmd.clone(),
+                (calls - before.get(cmd).copied().unwrap_or(0)) as f64 / n as f64,
+            )
+        })
+        .collect()
+}
+
+/// Offers `LATENCY_RATE` orders/s to the order service for `LATENCY_SECONDS`, then reads each
+/// order's accept and done times from its record.
+async fn latency(fleet: &Fleet, mode: DeliveryMode) -> (u64, u64, usize) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/orders", fleet.order_url());
+    let total = (LATENCY_RATE * LATENCY_SECONDS) as usize;
+    let specs = orders(&format!("lat-{mode}"), total, &ITEMS);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let per_tick = (LATENCY_RATE / 1000) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    for batch in specs.chunks(per_tick) {
+        tick.tick().await;
+        for spec in batch {
+            let (client, url, body) = (client.clone(), url.clone(), spec.body());
+            tasks.push(tokio::spawn(async move {
+                let resp = client
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("POST /orders");
+                assert_eq!(resp.status(), 202);
+                let answer: serde_json::Value = resp.json().await.unwrap();
+                answer["id"].as_str().unwrap().to_owned()
+            }));
+        }
+    }
+    let mut ids = Vec::with_capacity(total);
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    wait_drained(fleet, total).await;
+    let mut conn = fleet.redis.connection().await;
+    let keys = fleet.keys();
+    let mut latencies = Vec::with_capacity(total);
+    for chunk in ids.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.hget(
+                keys.order(&EventId::parse("id", id).unwrap()),
+                &["acceptedAt", "doneAt"],
+            );
+        }
+        let times: Vec<(u64, u64)> = pipe.query_async(&mut conn).await.unwrap();
+        latencies.extend(times.into_iter().map(|(a, d)| d - a));
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    (pct(0.50), pct(0.99), latencies.len())
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the consumer is running");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
