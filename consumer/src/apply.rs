@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use protocol::OrderMessage;
 use protocol::keys::CONSUMER_GROUP;
-use protocol::scripts::{self, ApplyOutcome, Settle, UnexpectedReply};
+use protocol::scripts::{self, ApplyOutcome, StreamEntry, UnexpectedReply};
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ use crate::metrics::ViaLabel;
 /// How an order reached this consumer, and so how its apply settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holding {
-    /// Pub/Sub: we hold the lease with this token.
+    /// Pub/Sub: we hold the lease with this token (the apply leaves it to expire, see apply.lua).
     Lease { token: String },
     /// Streams: the entry is in our pending list.
     Entry { entry_id: String },
@@ -31,13 +31,13 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn settle(&self) -> Settle<'_> {
+    fn stream_entry(&self) -> Option<StreamEntry<'_>> {
         match &self.holding {
-            Holding::Lease { token } => Settle::Lease { token },
-            Holding::Entry { entry_id } => Settle::StreamEntry {
+            Holding::Lease { .. } => None,
+            Holding::Entry { entry_id } => Some(StreamEntry {
                 group: CONSUMER_GROUP,
                 entry_id,
-            },
+            }),
         }
     }
 }
@@ -73,7 +73,7 @@ async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) {
             &d.message,
             &ctx.name,
             ctx.retention_ms(),
-            d.settle(),
+            d.stream_entry(),
         );
         pipe.invoke_script(&invocation);
     }

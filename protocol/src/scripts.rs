@@ -47,37 +47,31 @@ pub async fn query_pipeline<T: redis::FromRedisValue>(
     }
 }
 
-/// Where a delivery came from, so the apply can settle it in the same atomic step.
+/// The stream entry an apply settles (acknowledges and deletes) in the same atomic step.
 #[derive(Debug, Clone, Copy)]
-pub enum Settle<'a> {
-    /// Pub/Sub or re-drive: release our lease if we hold one.
-    Lease { token: &'a str },
-    /// Streams: acknowledge and delete the entry.
-    StreamEntry { group: &'a str, entry_id: &'a str },
+pub struct StreamEntry<'a> {
+    pub group: &'a str,
+    pub entry_id: &'a str,
 }
 
+/// The apply of one order; `entry` is `None` for Pub/Sub deliveries and re-drives.
 pub fn apply_invocation<'a>(
     keys: &Keys,
     message: &OrderMessage,
     consumer: &str,
     retention_ms: u64,
-    settle: Settle<'_>,
+    entry: Option<StreamEntry<'_>>,
 ) -> ScriptInvocation<'a> {
     let mut inv = APPLY.prepare_invoke();
     inv.key(keys.order(&message.id))
         .key(keys.inventory())
         .key(keys.pending())
-        .key(keys.lock(&message.id))
         .key(keys.stream())
         .key(keys.order_id(&message.order_id));
-    let (token, group, entry_id) = match settle {
-        Settle::Lease { token } => (token, "", ""),
-        Settle::StreamEntry { group, entry_id } => ("", group, entry_id),
-    };
+    let (group, entry_id) = entry.map_or(("", ""), |e| (e.group, e.entry_id));
     inv.arg(message.id.as_str())
         .arg(consumer)
         .arg(retention_ms)
-        .arg(token)
         .arg(group)
         .arg(entry_id)
         .arg(message.order_id.as_str())
