@@ -1,0 +1,163 @@
+//! The operator as a process that comes and goes: a restart must not rewrite what is
+//! already right, a standby must stay idle until the leader dies and then take over, and a
+//! settled fleet must not keep writing its status (the reconcile storm).
+//!
+//! Run: `cargo build --workspace --bins && cargo test -p e2e --test operator_ha`
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use e2e::control_plane::eventually;
+use e2e::control_plane::fleet::{FleetEnv as Env, REDIS_URL, TIMEOUT};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::DeleteParams;
+use serde_json::json;
+
+#[tokio::test]
+async fn operator_restart_leaves_the_deployment_untouched() {
+    let mut env = Env::start("eoc-restart", &[]).await;
+    let name = "steady";
+    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 2).await;
+    let dname = env.deployment_name(name).await;
+    let deployments = env.ns.api::<Deployment>();
+    let before = deployments
+        .get(&dname)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    let mut old = env.operators.remove(0);
+    let status = old.process.terminate().expect("SIGTERM the operator");
+    assert!(
+        status.success(),
+        "the operator exited with {status} on SIGTERM"
+    );
+    env.add_operator().await;
+    // The new operator reconciles what it finds at start (`steady` first); a CR created
+    // afterwards and reconciled proves it got past `steady`.
+    env.apply_cr(
+        "witness",
+        json!({"replicas": 1, "redis": {"url": REDIS_URL}}),
+    )
+    .await;
+    env.wait_available("witness", 1).await;
+    let reconciles = env.operators[0].reconciles().await;
+    assert!(
+        reconciles >= 2,
+        "the new operator reconciled {reconciles} times"
+    );
+    let after = deployments
+        .get(&dname)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(
+        before, after,
+        "the restarted operator rewrote an unchanged Deployment"
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let mut env = Env::start("eoc-leader", &[]).await;
+    let name = "led";
+    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 1).await;
+    let first = env.operators[0].identity.clone();
+    eventually("operator-0 to hold the lease", TIMEOUT, || async {
+        let holder = env.leader().await?;
+        ensure!(holder == first, "holder {holder}");
+        Ok(())
+    })
+    .await;
+    env.add_operator().await;
+    // While the leader lives, the standby must not reconcile: a change is applied (by the
+    // leader) and the standby's reconcile counter stays at zero.
+    env.cp
+        .kubectl(&[
+            "scale",
+            "-n",
+            &env.ns.name,
+            &format!("eoc/{name}"),
+            "--replicas=2",
+        ])
+        .await
+        .expect_success("scale eoc");
+    env.wait_available(name, 2).await;
+    assert_eq!(
+        env.operators[1].reconciles().await,
+        0,
+        "the standby reconciled while the leader was alive:\n{}",
+        env.operator_log_tails().await
+    );
+    assert!(
+        env.operators[1].ready().await.is_err(),
+        "the standby says it is ready (leader)"
+    );
+
+    // SIGKILL: no graceful lease release, the standby must wait the lease out and take over.
+    env.operators[0].process.kill();
+    let second = env.operators[1].identity.clone();
+    eventually("operator-1 to take the lease", TIMEOUT, || async {
+        let holder = env.leader().await?;
+        ensure!(holder == second, "holder {holder}");
+        Ok(())
+    })
+    .await;
+    env.cp
+        .kubectl(&[
+            "scale",
+            "-n",
+            &env.ns.name,
+            &format!("eoc/{name}"),
+            "--replicas=3",
+        ])
+        .await
+        .expect_success("scale eoc after failover");
+    env.wait_available(name, 3).await;
+    assert!(env.operators[1].reconciles().await > 0);
+}
+
+#[tokio::test]
+async fn status_settles_and_a_deleted_deployment_comes_back() {
+    // The classic reconcile storm: a status write that differs every time re-triggers
+    // reconcile forever. Once the fleet is Available the CR must stop changing.
+    let env = Env::start("eoc-settle", &[]).await;
+    let name = "calm";
+    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
+        .await;
+    env.wait_available(name, 1).await;
+    let api = env.eoc_api();
+    eventually("the CR to stay unchanged for 5 s", TIMEOUT, || async {
+        let before = api.get(name).await?.metadata.resource_version;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = api.get(name).await?.metadata.resource_version;
+        ensure!(before == after, "resourceVersion {before:?} -> {after:?}");
+        Ok(())
+    })
+    .await;
+
+    let deployments = env.ns.api::<Deployment>();
+    let dname = env.deployment_name(name).await;
+    let old_uid = deployments.get(&dname).await.unwrap().metadata.uid;
+    deployments
+        .delete(&dname, &DeleteParams::default())
+        .await
+        .expect("delete the deployment by hand");
+    eventually(
+        "the operator to recreate the deployment",
+        TIMEOUT,
+        || async {
+            let uid = deployments.get(&dname).await?.metadata.uid;
+            ensure!(uid != old_uid, "still the old deployment");
+            Ok(())
+        },
+    )
+    .await;
+    env.wait_available(name, 1).await;
+}
