@@ -183,6 +183,7 @@ up() {
   write_kubeconfig
   local kc="$dir/kubeconfig" pki="$dir/pki"
   local curl_admin=(curl -sf --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
+  export KUBECACHEDIR="$dir/kube-cache"
   kubectl() { "$bin/kubectl" --kubeconfig "$kc" "$@"; }
 
   start etcd "$bin/etcd" --name=default --data-dir="$dir/etcd-data" \
@@ -263,6 +264,7 @@ EOF
   cat >"$dir/env" <<EOF
 export KUBECONFIG=$kc
 export KUBECTL=$bin/kubectl
+export KUBECACHEDIR=$dir/kube-cache
 export K8S_BIN_DIR=$bin
 export K8S_APISERVER=https://127.0.0.1:$api_port
 EOF

@@ -128,6 +128,7 @@ pub async fn install_crd(cp: &'static ControlPlane) {
                     let out = std::process::Command::new(cp.kubectl_path())
                         .args(args)
                         .env("KUBECONFIG", cp.kubeconfig())
+                        .env("KUBECACHEDIR", cp.dir().join("kube-cache"))
                         .output()
                         .map_err(|e| format!("kubectl: {e}"))?;
                     if out.status.success() {
@@ -146,7 +147,19 @@ pub async fn install_crd(cp: &'static ControlPlane) {
                     "--for=condition=Established",
                     &format!("crd/{CRD_NAME}"),
                     "--timeout=60s",
-                ])
+                ])?;
+                // Established comes before discovery lists the new type; until it does,
+                // kubectl answers `the server doesn't have a resource type "eoc"`.
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    match run(&["get", "eoc", "--all-namespaces", "-o", "name"]) {
+                        Ok(()) => return Ok(()),
+                        Err(e) if std::time::Instant::now() >= deadline => {
+                            return Err(format!("eoc never appeared in discovery: {e}"));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                    }
+                }
             })
             .clone()
     })

@@ -49,6 +49,8 @@ impl ControlPlane {
         let mut child = tokio::process::Command::new(self.kubectl_path())
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
+            // Discovery cache per cluster, not in ~/.kube (every cluster has new ports).
+            .env("KUBECACHEDIR", self.dir().join("kube-cache"))
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
