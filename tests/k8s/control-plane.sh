@@ -63,7 +63,7 @@ wait_for() {
 logs() {
   local lines=${1:-40} f
   for f in "$dir"/logs/*.log; do
-    [[ -e "$f" ]] || continue
+    [[ -e "$f" && "$f" != */pki.log ]] || continue
     echo "----- $(basename "$f" .log): last $lines lines of $f -----"
     tail -n "$lines" "$f"
   done
@@ -126,7 +126,7 @@ make_pki() {
     sign admin "/O=system:masters/CN=exactly-once-admin" "IP:127.0.0.1,DNS:localhost"
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
-  ) >"$dir/logs/pki.log" 2>&1 || fail "openssl failed making certificates"
+  ) >"$dir/logs/pki.log" 2>&1 || fail "openssl failed making certificates: $(tail -n 20 "$dir/logs/pki.log")"
 }
 
 write_kubeconfig() {
