@@ -4,18 +4,23 @@
 //!
 //! Run: `cargo test -p e2e --test operator_crd` (see tests/k8s/README.md).
 
-use e2e::control_plane::ControlPlane;
-use e2e::control_plane::fleet::{REDIS_URL, consumer, install_crd};
+use anyhow::ensure;
+use e2e::control_plane::fleet::{REDIS_URL, TIMEOUT, consumer, install_crd};
+use e2e::control_plane::{ControlPlane, eventually};
 use serde_json::json;
 
 #[tokio::test]
 async fn crd_is_accepted_documented_and_printed() {
     let cp = ControlPlane::shared().await;
     install_crd(cp).await;
-    let explain = cp
-        .kubectl(&["explain", "eoc.spec"])
-        .await
-        .expect_success("explain eoc.spec");
+    // The API server publishes a new CRD's OpenAPI (what explain reads) a moment after the
+    // CRD is served: poll for it as a user retrying would.
+    let explain = eventually("kubectl explain eoc.spec", TIMEOUT, || async {
+        let out = cp.kubectl(&["explain", "eoc.spec"]).await;
+        ensure!(out.success, "{}", out.stderr.trim());
+        Ok(out.stdout)
+    })
+    .await;
     for field in ["replicas", "redis", "channel", "lockTtlMs", "deliveryMode"] {
         assert!(explain.contains(field), "explain lacks {field}:\n{explain}");
     }
