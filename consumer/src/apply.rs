@@ -47,7 +47,8 @@ impl Delivery {
 /// stream entries stay in the pending list for reclaim.
 pub async fn apply_all(ctx: &Context, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
     let Some(delay) = ctx.config.apply_delay() else {
-        return apply_batch(ctx, &deliveries).await;
+        let _ = apply_batch(ctx, &deliveries).await; // failures are logged; recovery retries
+        return;
     };
     for (i, delivery) in deliveries.iter().enumerate() {
         let cancelled = tokio::select! {
@@ -58,13 +59,15 @@ pub async fn apply_all(ctx: &Context, deliveries: Vec<Delivery>, shutdown: &Canc
             hand_back(ctx, &deliveries[i..]).await;
             return;
         }
-        apply_batch(ctx, std::slice::from_ref(delivery)).await;
+        let _ = apply_batch(ctx, std::slice::from_ref(delivery)).await;
     }
 }
 
-async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) {
+/// Applies `deliveries` in one round trip and accounts for each. On error the outcome is
+/// unknown (logged and counted here, returned for callers that must tell kinds of errors apart).
+pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> redis::RedisResult<()> {
     if deliveries.is_empty() {
-        return;
+        return Ok(());
     }
     let mut pipe = redis::pipe();
     for d in deliveries {
@@ -88,14 +91,22 @@ async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) {
             for (d, reply) in deliveries.iter().zip(replies) {
                 account(ctx, d, scripts::parse_apply_reply(reply));
             }
+            Ok(())
         }
         Err(e) => {
             // The outcome is unknown: the orders stay pending (or in the stream's pending list)
             // and recovery applies them, idempotently, once the lease or idle time runs out.
             ctx.metrics.redis_errors.inc();
             tracing::warn!(consumer = %ctx.name, orders = deliveries.len(), error = %e, "apply failed; recovery will retry");
+            Err(e)
         }
     }
+}
+
+/// A failure that says nothing about the orders themselves: the connection dropped or timed
+/// out, so the orders must stay pending whatever their delivery count.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
 fn account(ctx: &Context, d: &Delivery, outcome: Result<ApplyOutcome, UnexpectedReply>) {

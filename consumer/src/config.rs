@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use protocol::env::{self, DEFAULT_CHANNEL, DEFAULT_LOCK_TTL_MS, DEFAULT_RETENTION_SECS};
-use protocol::{Channel, DeliveryMode};
+use protocol::env::{self, DEFAULT_LOCK_TTL_MS};
+use service::RedisArgs;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -15,23 +15,14 @@ use protocol::{Channel, DeliveryMode};
     about = "Applies every accepted order to inventory exactly once, as one of a fleet of replicas."
 )]
 pub struct Config {
-    /// Redis to read orders from and keep inventory in (redis:// or rediss://).
-    #[arg(long, env = env::REDIS_URL, default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
-
-    /// The channel orders are published on; it also names the fleet's Redis keys.
-    #[arg(long, env = env::CHANNEL, default_value = DEFAULT_CHANNEL)]
-    pub channel: Channel,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 
     /// How long one replica holds an order before another may take it over (pubsub lease, and
     /// the idle time after which streams entries are reclaimed from a dead consumer).
     #[arg(long, env = env::LOCK_TTL_MS, default_value_t = DEFAULT_LOCK_TTL_MS,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub lock_ttl_ms: u64,
-
-    /// `pubsub` (every replica hears every order) or `streams` (a consumer group).
-    #[arg(long, env = env::DELIVERY_MODE, default_value = "pubsub")]
-    pub delivery_mode: DeliveryMode,
 
     /// This replica's name in logs, order records and the consumer group [default: hostname].
     #[arg(long, env = env::CONSUMER_NAME)]
@@ -41,17 +32,13 @@ pub struct Config {
     #[arg(long, env = env::HTTP_ADDR, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
-    /// How long done markers and order records are kept, in seconds.
-    #[arg(long, env = "RETENTION_SECS", default_value_t = DEFAULT_RETENTION_SECS,
-          value_parser = clap::value_parser!(u64).range(60..))]
-    pub retention_secs: u64,
-
     /// Most orders taken from Redis in one round trip.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
 
-    /// Streams mode: deliveries after which an entry goes to the dead-letter stream.
+    /// Streams mode: deliveries after which an entry whose apply Redis still refuses goes to the
+    /// dead-letter stream (lost connections never count against an entry).
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub max_deliveries: u64,
@@ -72,10 +59,6 @@ impl Config {
 
     pub fn lock_ttl(&self) -> Duration {
         Duration::from_millis(self.lock_ttl_ms)
-    }
-
-    pub fn retention_ms(&self) -> u64 {
-        self.retention_secs.saturating_mul(1000)
     }
 
     /// How often recovery looks for orders whose holder died: often enough that a takeover
@@ -100,10 +83,10 @@ mod tests {
     #[test]
     fn defaults_work_for_the_local_quickstart() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
-        assert_eq!(c.channel.as_str(), "order_updates");
+        assert_eq!(c.redis.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.redis.channel.as_str(), "order_updates");
         assert_eq!(c.lock_ttl_ms, 5000);
-        assert_eq!(c.delivery_mode, DeliveryMode::Pubsub);
+        assert_eq!(c.redis.delivery_mode, protocol::DeliveryMode::Pubsub);
         assert_eq!(c.http_addr.port(), 8080);
         assert!(!c.consumer_name().is_empty());
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use protocol::Keys;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use service::Readiness;
+use service::redis_args::{BadRedisUrl, connection_config};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -24,33 +25,13 @@ pub struct Context {
     pub readiness: Readiness,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("REDIS_URL is not a usable Redis URL ({url}): {source}")]
-pub struct BadRedisUrl {
-    url: String,
-    source: redis::RedisError,
-}
-
 impl Context {
     pub fn new(config: Config, registry: &mut Registry) -> Result<Arc<Self>, BadRedisUrl> {
-        let client =
-            redis::Client::open(config.redis_url.as_str()).map_err(|source| BadRedisUrl {
-                url: config.redis_url.clone(),
-                source,
-            })?;
-        let conn = ConnectionManager::new_lazy_with_config(
-            client.clone(),
-            connection_config(Duration::from_secs(5)),
-        )
-        .map_err(|source| BadRedisUrl {
-            url: config.redis_url.clone(),
-            source,
-        })?;
         Ok(Arc::new(Context {
             name: config.consumer_name(),
-            keys: Keys::new(&config.channel),
-            client,
-            conn,
+            keys: Keys::new(&config.redis.channel),
+            client: config.redis.client()?,
+            conn: config.redis.connection_manager(Duration::from_secs(5))?,
             metrics: Metrics::new(registry),
             readiness: Readiness::default(),
             config,
@@ -71,14 +52,6 @@ impl Context {
     }
 
     pub fn retention_ms(&self) -> u64 {
-        self.config.retention_ms()
+        self.config.redis.retention_ms()
     }
-}
-
-fn connection_config(response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2))
 }

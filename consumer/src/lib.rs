@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pubsub;
 pub mod recovery;
 pub mod streams;
+pub mod supervise;
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use context::Context;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let ctx = Context::new(config, &mut registry)?;
-    tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), mode = %ctx.config.delivery_mode,
+    tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), mode = %ctx.config.redis.delivery_mode,
         lock_ttl_ms = ctx.config.lock_ttl_ms, "inventory consumer starting");
 
     let router = service::ops_routes(ctx.readiness.clone(), Arc::new(registry));
@@ -39,7 +40,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 async fn deliver(ctx: &Arc<Context>, shutdown: &CancellationToken) {
-    match ctx.config.delivery_mode {
+    match ctx.config.redis.delivery_mode {
         DeliveryMode::Pubsub => {
             tokio::join!(
                 pubsub::run(ctx, shutdown),

@@ -7,47 +7,23 @@ use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
-use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::intake::{parse_or_report, take_leases};
 use crate::recovery;
+use crate::supervise::{periodically, reconnecting};
 
 pub async fn run(ctx: &Context, shutdown: &CancellationToken) {
-    let mut backoff = Backoff::default();
-    let mut first = true;
-    while !shutdown.is_cancelled() {
-        let result = session(ctx, shutdown, &mut backoff, first).await;
-        ctx.readiness.set(false);
-        first = false;
-        if let Err(e) = result {
-            ctx.metrics.redis_errors.inc();
-            let delay = backoff.next_delay();
-            tracing::warn!(consumer = %ctx.name, error = %e, retry_in_ms = delay.as_millis() as u64, "subscription lost");
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
+    reconnecting(ctx, shutdown, "subscription", || session(ctx, shutdown)).await;
 }
 
 /// One subscription, until shutdown (`Ok`) or until the connection fails (`Err`).
-async fn session(
-    ctx: &Context,
-    shutdown: &CancellationToken,
-    backoff: &mut Backoff,
-    first: bool,
-) -> redis::RedisResult<()> {
+async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
     let mut pubsub = ctx.client.get_async_pubsub().await?;
     pubsub.subscribe(ctx.keys.channel().as_str()).await?;
-    if !first {
-        ctx.metrics.reconnects.inc();
-    }
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), "subscribed");
     // Whatever was published before we listened is only in the pending index.
     recovery::redrive(ctx, None, shutdown).await?;
     ctx.readiness.set(true);
-    backoff.reset();
 
     let batch_size = ctx.config.batch_size as usize;
     let mut messages = pubsub.on_message();
@@ -81,19 +57,9 @@ async fn session(
 
 /// Re-drives orders whose holder died (their lease has run out) every recovery interval.
 pub async fn redrive_periodically(ctx: &Context, shutdown: &CancellationToken) {
-    let mut tick = tokio::time::interval(ctx.config.recovery_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !ctx.readiness.get() {
-            continue; // the subscription loop re-drives everything when it comes back
-        }
-        if let Err(e) = recovery::redrive(ctx, Some(ctx.config.lock_ttl()), shutdown).await {
-            ctx.metrics.redis_errors.inc();
-            tracing::warn!(consumer = %ctx.name, error = %e, "re-drive failed; next tick retries");
-        }
-    }
+    let lease = ctx.config.lock_ttl();
+    periodically(ctx, shutdown, "re-drive", || {
+        recovery::redrive(ctx, Some(lease), shutdown)
+    })
+    .await;
 }

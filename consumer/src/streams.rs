@@ -13,46 +13,22 @@ use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{Delivery, Holding, apply_all};
-use crate::backoff::Backoff;
+use crate::apply::{Delivery, Holding, apply_all, apply_batch, is_transient};
 use crate::context::Context;
 use crate::intake::{parse_or_report, preview};
+use crate::supervise::{periodically, reconnecting};
 
 /// How long one `XREADGROUP` waits for new entries before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: &Context, shutdown: &CancellationToken) {
-    let mut backoff = Backoff::default();
-    let mut first = true;
-    while !shutdown.is_cancelled() {
-        let result = session(ctx, shutdown, &mut backoff, first).await;
-        ctx.readiness.set(false);
-        first = false;
-        if let Err(e) = result {
-            ctx.metrics.redis_errors.inc();
-            let delay = backoff.next_delay();
-            tracing::warn!(consumer = %ctx.name, error = %e, retry_in_ms = delay.as_millis() as u64, "stream reads failing");
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
+    reconnecting(ctx, shutdown, "stream reading", || session(ctx, shutdown)).await;
 }
 
-async fn session(
-    ctx: &Context,
-    shutdown: &CancellationToken,
-    backoff: &mut Backoff,
-    first: bool,
-) -> redis::RedisResult<()> {
+async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
     let mut reader = ctx.blocking_connection(BLOCK).await?;
     ensure_consumer_group(&mut reader, &ctx.keys).await?;
-    if !first {
-        ctx.metrics.reconnects.inc();
-    }
     ctx.readiness.set(true);
-    backoff.reset();
     tracing::info!(consumer = %ctx.name, stream = %ctx.keys.stream(), group = CONSUMER_GROUP, "reading the stream");
 
     // What this consumer held before a restart under the same name comes first ("0" and on),
@@ -160,21 +136,7 @@ async fn dead_letter(
 
 /// Every recovery interval, takes over entries idle longer than the lock TTL.
 pub async fn reclaim_periodically(ctx: &Context, shutdown: &CancellationToken) {
-    let mut tick = tokio::time::interval(ctx.config.recovery_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !ctx.readiness.get() {
-            continue;
-        }
-        if let Err(e) = reclaim(ctx, shutdown).await {
-            ctx.metrics.redis_errors.inc();
-            tracing::warn!(consumer = %ctx.name, error = %e, "reclaim failed; next tick retries");
-        }
-    }
+    periodically(ctx, shutdown, "reclaim", || reclaim(ctx, shutdown)).await;
 }
 
 async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
@@ -213,19 +175,50 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
         let claimed: StreamClaimReply = conn
             .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
             .await?;
-        let poisoned = claimed
-            .ids
-            .into_iter()
-            .map(|entry| {
-                let payload: Vec<u8> = entry.get(STREAM_FIELD).unwrap_or_default();
-                (
-                    entry.id,
-                    payload,
-                    format!("not applied after {max} deliveries"),
-                )
-            })
-            .collect();
-        dead_letter(ctx, poisoned, Some(max)).await;
+        last_chance(ctx, claimed.ids, max).await;
     }
     Ok(())
+}
+
+/// Entries delivered `max` times get one more try each, alone. Only an error from Redis about
+/// the apply itself sends one to the dead-letter stream: a dropped connection says nothing about
+/// the entry (a good order must never be dead-lettered because the network flapped), so it stays
+/// pending.
+async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
+    let mut poisoned = Vec::new();
+    for entry in entries {
+        let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
+        let Some(payload) = payload else {
+            poisoned.push((
+                entry.id,
+                Vec::new(),
+                format!("entry has no `{STREAM_FIELD}` field"),
+            ));
+            continue;
+        };
+        let message = match parse_or_report(ctx, &payload) {
+            Ok(message) => message,
+            Err(e) => {
+                poisoned.push((entry.id, payload, e.to_string()));
+                continue;
+            }
+        };
+        let delivery = Delivery {
+            message,
+            holding: Holding::Entry {
+                entry_id: entry.id.clone(),
+            },
+            recovered: Some("reclaim"),
+        };
+        if let Err(e) = apply_batch(ctx, std::slice::from_ref(&delivery)).await
+            && !is_transient(&e)
+        {
+            poisoned.push((
+                entry.id,
+                payload,
+                format!("apply failed after {max} deliveries: {e}"),
+            ));
+        }
+    }
+    dead_letter(ctx, poisoned, Some(max)).await;
 }

@@ -11,11 +11,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use protocol::group::ensure_consumer_group;
 use protocol::{DeliveryMode, Keys};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use service::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -24,27 +22,18 @@ use routes::AppState;
 use store::Store;
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = redis::Client::open(config.redis_url.as_str())
-        .with_context(|| format!("REDIS_URL is not a usable Redis URL ({})", config.redis_url))?;
-    let conn = ConnectionManager::new_lazy_with_config(
-        client,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2)),
-    )
-    .context("REDIS_URL")?;
+    let redis = &config.redis;
+    let conn = redis.connection_manager(Duration::from_secs(5))?;
     let store = Store {
         conn,
-        keys: Keys::new(&config.channel),
-        mode: config.delivery_mode,
-        retention_ms: config.retention_secs.saturating_mul(1000),
+        keys: Keys::new(&redis.channel),
+        mode: redis.delivery_mode,
+        retention_ms: redis.retention_ms(),
     };
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let readiness = Readiness::default();
-    tracing::info!(channel = %config.channel, mode = %config.delivery_mode, "order service starting");
+    tracing::info!(channel = %redis.channel, mode = %redis.delivery_mode, "order service starting");
 
     let router = routes::api(AppState {
         store: store.clone(),

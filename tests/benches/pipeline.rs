@@ -119,8 +119,7 @@ fn redis_benchmark_set(port: u16) -> f64 {
     // "SET: 48123.15 requests per second, p50=0.5 msec" (progress lines end with \r)
     let line = text
         .split(['\r', '\n'])
-        .filter(|l| l.starts_with("SET:") && l.contains("requests per second"))
-        .last();
+        .rfind(|l| l.starts_with("SET:") && l.contains("requests per second"));
     let line = line.unwrap_or_else(|| panic!("unexpected redis-benchmark output: {text}"));
     line["SET:".len()..]
         .split_whitespace()

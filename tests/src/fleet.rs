@@ -164,6 +164,22 @@ impl Fleet {
         sum_metric(&text, name)
     }
 
+    /// Waits until `consumer` has applied at least `n` orders (by its own count).
+    pub async fn wait_applied_by(&self, consumer: &str, n: u64) {
+        wait_until(
+            &format!("{consumer} to apply {n} orders"),
+            Duration::from_secs(30),
+            || async {
+                let applied = self
+                    .metric(consumer, "eo_consumer_orders_applied_total")
+                    .await;
+                anyhow::ensure!(applied >= n as f64, "{consumer} applied {applied}");
+                Ok(())
+            },
+        )
+        .await;
+    }
+
     /// Sum of a metric over every consumer still running.
     pub async fn fleet_metric(&mut self, name: &str) -> f64 {
         let mut running = Vec::new();
@@ -187,6 +203,16 @@ impl Fleet {
             out.push('\n');
         }
         out
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // Keep every log of a failed test for whoever investigates it.
+        if std::thread::panicking() {
+            self.logs.disable_cleanup(true);
+            eprintln!("logs of this fleet kept in {}", self.logs.path().display());
+        }
     }
 }
 

@@ -124,12 +124,7 @@ async fn sigkill_of_the_consumer_holding_orders(mode: DeliveryMode) {
         .await
     });
     // Kill c0 once it has applied something: it is then mid-way through its held orders.
-    e2e::net::wait_until("c0 to apply orders", Duration::from_secs(30), || async {
-        let applied = fleet.metric("c0", "eo_consumer_orders_applied_total").await;
-        anyhow::ensure!(applied >= 5.0, "c0 applied {applied}");
-        Ok(())
-    })
-    .await;
+    fleet.wait_applied_by("c0", 5).await;
     fleet.consumer("c0").process.signal(Signal::SIGKILL);
     let report = load.await.expect("the load task");
     let v = verdict(&fleet, &report, &initial).await;
@@ -180,12 +175,7 @@ async fn consumer_stopped_longer_than_the_lock_ttl(mode: DeliveryMode) {
         )
         .await
     });
-    e2e::net::wait_until("c0 to apply orders", Duration::from_secs(30), || async {
-        let applied = fleet.metric("c0", "eo_consumer_orders_applied_total").await;
-        anyhow::ensure!(applied >= 3.0, "c0 applied {applied}");
-        Ok(())
-    })
-    .await;
+    fleet.wait_applied_by("c0", 3).await;
     fleet.consumer("c0").process.signal(Signal::SIGSTOP);
     // Hold it frozen until the others have taken over its orders, and then some.
     tokio::time::sleep(Duration::from_millis(3 * LOCK_TTL_MS)).await;
