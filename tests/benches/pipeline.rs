@@ -91,10 +91,12 @@ async fn bench_mode(mode: DeliveryMode) {
 
     let mut rss = Vec::new();
     for name in ["c0", "c1", "c2"] {
-        rss.push(format!(
-            "{name} {:.1} MB",
-            peak_rss_kb(fleet.consumer(name).process.pid()) as f64 / 1024.0
-        ));
+        let kib = fleet
+            .consumer(name)
+            .process
+            .peak_rss_kib()
+            .expect("the consumer is running");
+        rss.push(format!("{name} {:.1} MB", kib as f64 / 1024.0));
     }
     println!("consumer peak RSS (VmHWM): {}", rss.join(", "));
 }
@@ -280,14 +282,4 @@ async fn latency(fleet: &Fleet, mode: DeliveryMode) -> (u64, u64, usize) {
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     (pct(0.50), pct(0.99), latencies.len())
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the consumer is running");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM in /proc/PID/status")
 }

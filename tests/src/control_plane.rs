@@ -11,7 +11,7 @@ mod wait;
 
 pub use kubectl::KubectlOutput;
 pub use namespace::TestNamespace;
-pub use operator::OperatorProcess;
+pub use operator::{OperatorProcess, start_operator};
 pub use wait::eventually;
 
 use std::path::{Path, PathBuf};

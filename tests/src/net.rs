@@ -14,7 +14,21 @@ pub fn free_port() -> u16 {
 
 /// Polls `check` every 50 ms until it returns `Ok`; at the deadline, panics naming `what` and
 /// the last reason it gave.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    poll_until(what, timeout, Duration::from_millis(50), check).await
+}
+
+/// Polls `check` every `every` until it returns `Ok`; `Err` says why not yet.
+pub async fn poll_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
@@ -26,7 +40,7 @@ where
             Err(reason) if Instant::now() >= deadline => {
                 panic!("timed out after {timeout:?} waiting for {what}; last: {reason:#}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }

@@ -30,7 +30,7 @@ async fn operator_restart_leaves_the_deployment_untouched() {
         .resource_version;
 
     let mut old = env.operators.remove(0);
-    let status = old.process.terminate().expect("SIGTERM the operator");
+    let status = old.process.terminate(Duration::from_secs(60));
     assert!(
         status.success(),
         "the operator exited with {status} on SIGTERM"

@@ -17,7 +17,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
 
-use super::{ControlPlane, KubectlOutput, OperatorProcess, TestNamespace, eventually};
+use super::{
+    ControlPlane, KubectlOutput, OperatorProcess, TestNamespace, eventually, start_operator,
+};
 
 /// How long the operator, the controllers and KWOK together get to reach a state.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -201,7 +203,7 @@ impl RunningOperator {
             args.extend(["--namespace".into(), ns.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = OperatorProcess::start(cp, binary, &args, &[("RUST_LOG", "info")]);
+        let process = start_operator(cp, binary, &args, &[("RUST_LOG", "info")]);
         Self {
             process,
             identity: options.identity.clone(),
