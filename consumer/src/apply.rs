@@ -1,13 +1,12 @@
-//! Applying orders, the same way in both delivery modes: a batch of apply scripts in one
-//! pipelined round trip, then the accounting of how each ended (metrics and one log line per
+//! Applying orders, the same way in both delivery modes: a batch of orders in one script call
+//! (each order atomic on its own), then the accounting of how each ended (metrics and one log line per
 //! order carrying `order_id`, `consumer` and `outcome`).
 
 use std::time::Instant;
 
 use protocol::OrderMessage;
 use protocol::keys::CONSUMER_GROUP;
-use protocol::scripts::{self, ApplyOutcome, StreamEntry, UnexpectedReply};
-use redis::Value;
+use protocol::scripts::{self, ApplyItem, ApplyOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -31,13 +30,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    fn stream_entry(&self) -> Option<StreamEntry<'_>> {
-        match &self.holding {
+    fn apply_item(&self) -> ApplyItem<'_> {
+        let entry_id = match &self.holding {
             Holding::Lease { .. } => None,
-            Holding::Entry { entry_id } => Some(StreamEntry {
-                group: CONSUMER_GROUP,
-                entry_id,
-            }),
+            Holding::Entry { entry_id } => Some(entry_id.as_str()),
+        };
+        ApplyItem {
+            message: &self.message,
+            entry_id,
         }
     }
 }
@@ -47,7 +47,7 @@ impl Delivery {
 /// stream entries stay in the pending list for reclaim.
 pub async fn apply_all(ctx: &Context, deliveries: Vec<Delivery>, shutdown: &CancellationToken) {
     let Some(delay) = ctx.config.apply_delay() else {
-        let _ = apply_batch(ctx, &deliveries).await; // failures are logged; recovery retries
+        apply_batch(ctx, &deliveries).await; // failures are logged; recovery retries
         return;
     };
     for (i, delivery) in deliveries.iter().enumerate() {
@@ -59,57 +59,50 @@ pub async fn apply_all(ctx: &Context, deliveries: Vec<Delivery>, shutdown: &Canc
             hand_back(ctx, &deliveries[i..]).await;
             return;
         }
-        let _ = apply_batch(ctx, std::slice::from_ref(delivery)).await;
+        apply_batch(ctx, std::slice::from_ref(delivery)).await;
     }
 }
 
-/// Applies `deliveries` in one round trip and accounts for each. On error the outcome is
-/// unknown (logged and counted here, returned for callers that must tell kinds of errors apart).
-pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> redis::RedisResult<()> {
+/// Applies `deliveries` in one script call and accounts for each. `None` when the outcome is
+/// unknown (the call failed: logged and counted here); the orders then stay pending (or in the
+/// stream's pending list) and recovery applies them, idempotently, once the lease or idle time
+/// runs out.
+pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> Option<Vec<ApplyOutcome>> {
     if deliveries.is_empty() {
-        return Ok(());
+        return Some(Vec::new());
     }
+    let items: Vec<ApplyItem<'_>> = deliveries.iter().map(Delivery::apply_item).collect();
+    let from_stream = items.iter().any(|i| i.entry_id.is_some());
+    let group = from_stream.then_some(CONSUMER_GROUP);
+    let invocation =
+        scripts::apply_invocation(&ctx.keys, &ctx.name, ctx.retention_ms(), group, &items);
     let mut pipe = redis::pipe();
-    for d in deliveries {
-        let invocation = scripts::apply_invocation(
-            &ctx.keys,
-            &d.message,
-            &ctx.name,
-            ctx.retention_ms(),
-            d.stream_entry(),
-        );
-        pipe.invoke_script(&invocation);
-    }
+    pipe.invoke_script(&invocation);
     let started = Instant::now();
-    let replies: Result<Vec<Value>, _> =
+    let reply: redis::RedisResult<(redis::Value,)> =
         scripts::query_pipeline(&mut ctx.conn.clone(), &pipe).await;
     ctx.metrics
         .apply_seconds
         .observe(started.elapsed().as_secs_f64());
-    match replies {
-        Ok(replies) => {
-            for (d, reply) in deliveries.iter().zip(replies) {
-                account(ctx, d, scripts::parse_apply_reply(reply));
+    let outcomes = reply.map_err(|e| e.to_string()).and_then(|(reply,)| {
+        scripts::parse_apply_reply(reply, deliveries.len()).map_err(|e| e.to_string())
+    });
+    match outcomes {
+        Ok(outcomes) => {
+            for (d, outcome) in deliveries.iter().zip(&outcomes) {
+                account(ctx, d, outcome);
             }
-            Ok(())
+            Some(outcomes)
         }
-        Err(e) => {
-            // The outcome is unknown: the orders stay pending (or in the stream's pending list)
-            // and recovery applies them, idempotently, once the lease or idle time runs out.
+        Err(error) => {
             ctx.metrics.redis_errors.inc();
-            tracing::warn!(consumer = %ctx.name, orders = deliveries.len(), error = %e, "apply failed; recovery will retry");
-            Err(e)
+            tracing::warn!(consumer = %ctx.name, orders = deliveries.len(), error, "apply failed; recovery will retry");
+            None
         }
     }
 }
 
-/// A failure that says nothing about the orders themselves: the connection dropped or timed
-/// out, so the orders must stay pending whatever their delivery count.
-pub fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
-}
-
-fn account(ctx: &Context, d: &Delivery, outcome: Result<ApplyOutcome, UnexpectedReply>) {
+fn account(ctx: &Context, d: &Delivery, outcome: &ApplyOutcome) {
     let m = &ctx.metrics;
     let (order_id, event_id, consumer) = (
         d.message.order_id.as_str(),
@@ -117,8 +110,8 @@ fn account(ctx: &Context, d: &Delivery, outcome: Result<ApplyOutcome, Unexpected
         ctx.name.as_str(),
     );
     let recovered = d.recovered.unwrap_or("");
-    match &outcome {
-        Ok(ApplyOutcome::Applied { .. }) => {
+    match outcome {
+        ApplyOutcome::Applied { .. } => {
             m.applied.inc();
             tracing::info!(
                 order_id,
@@ -129,7 +122,7 @@ fn account(ctx: &Context, d: &Delivery, outcome: Result<ApplyOutcome, Unexpected
                 "order applied"
             );
         }
-        Ok(ApplyOutcome::Rejected { reason, .. }) => {
+        ApplyOutcome::Rejected { reason, .. } => {
             m.rejected.inc();
             tracing::info!(
                 order_id,
@@ -141,17 +134,24 @@ fn account(ctx: &Context, d: &Delivery, outcome: Result<ApplyOutcome, Unexpected
                 "order rejected"
             );
         }
-        Ok(ApplyOutcome::Duplicate { status, by }) => {
+        ApplyOutcome::Duplicate { status, by } => {
             m.duplicates.inc();
             tracing::debug!(order_id, event_id, consumer, outcome = "duplicate", first_outcome = %status, first_consumer = %by, "order already done");
         }
-        Err(e) => {
+        ApplyOutcome::Failed { error } => {
             m.redis_errors.inc();
-            tracing::error!(order_id, event_id, consumer, error = %e, "apply gave an unexpected reply");
+            tracing::error!(
+                order_id,
+                event_id,
+                consumer,
+                outcome = "error",
+                error,
+                "Redis refused the apply; nothing changed"
+            );
         }
     }
-    if let (Some(via), Ok(ApplyOutcome::Applied { .. } | ApplyOutcome::Rejected { .. })) =
-        (d.recovered, &outcome)
+    if let (Some(via), ApplyOutcome::Applied { .. } | ApplyOutcome::Rejected { .. }) =
+        (d.recovered, outcome)
     {
         m.recovered.get_or_create(&ViaLabel { via }).inc();
     }

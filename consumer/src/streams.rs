@@ -13,10 +13,11 @@ use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{Delivery, Holding, apply_all, apply_batch, is_transient};
+use crate::apply::{Delivery, Holding, apply_all, apply_batch};
 use crate::context::Context;
 use crate::intake::{parse_or_report, preview};
 use crate::supervise::{periodically, reconnecting};
+use protocol::scripts::ApplyOutcome;
 
 /// How long one `XREADGROUP` waits for new entries before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -180,10 +181,9 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     Ok(())
 }
 
-/// Entries delivered `max` times get one more try each, alone. Only an error from Redis about
-/// the apply itself sends one to the dead-letter stream: a dropped connection says nothing about
-/// the entry (a good order must never be dead-lettered because the network flapped), so it stays
-/// pending.
+/// Entries delivered `max` times get one more try each, alone. Only Redis refusing that entry's
+/// apply sends it to the dead-letter stream: a failed call says nothing about the entry (a good
+/// order must never be dead-lettered because the network flapped), so it stays pending.
 async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
     let mut poisoned = Vec::new();
     for entry in entries {
@@ -210,13 +210,17 @@ async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
             },
             recovered: Some("reclaim"),
         };
-        if let Err(e) = apply_batch(ctx, std::slice::from_ref(&delivery)).await
-            && !is_transient(&e)
+        // `None` (the call itself failed, e.g. the connection dropped) says nothing about the
+        // entry: it stays pending.
+        if let Some([ApplyOutcome::Failed { error }]) =
+            apply_batch(ctx, std::slice::from_ref(&delivery))
+                .await
+                .as_deref()
         {
             poisoned.push((
                 entry.id,
                 payload,
-                format!("apply failed after {max} deliveries: {e}"),
+                format!("apply failed after {max} deliveries: {error}"),
             ));
         }
     }

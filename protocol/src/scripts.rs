@@ -47,37 +47,41 @@ pub async fn query_pipeline<T: redis::FromRedisValue>(
     }
 }
 
-/// The stream entry an apply settles (acknowledges and deletes) in the same atomic step.
+/// One order of an apply batch: its message and, in streams mode, the entry that carried it
+/// (acknowledged and deleted in the same atomic step as the order's apply).
 #[derive(Debug, Clone, Copy)]
-pub struct StreamEntry<'a> {
-    pub group: &'a str,
-    pub entry_id: &'a str,
+pub struct ApplyItem<'a> {
+    pub message: &'a OrderMessage,
+    pub entry_id: Option<&'a str>,
 }
 
-/// The apply of one order; `entry` is `None` for Pub/Sub deliveries and re-drives.
+/// The apply of a batch of orders in one script call; `group` is the consumer group when the
+/// orders came from the stream.
 pub fn apply_invocation<'a>(
     keys: &Keys,
-    message: &OrderMessage,
     consumer: &str,
     retention_ms: u64,
-    entry: Option<StreamEntry<'_>>,
+    group: Option<&str>,
+    orders: &[ApplyItem<'_>],
 ) -> ScriptInvocation<'a> {
     let mut inv = APPLY.prepare_invoke();
-    inv.key(keys.order(&message.id))
-        .key(keys.inventory())
+    inv.key(keys.inventory())
         .key(keys.pending())
-        .key(keys.stream())
-        .key(keys.order_id(&message.order_id));
-    let (group, entry_id) = entry.map_or(("", ""), |e| (e.group, e.entry_id));
-    inv.arg(message.id.as_str())
-        .arg(consumer)
-        .arg(retention_ms)
-        .arg(group)
-        .arg(entry_id)
-        .arg(message.order_id.as_str())
-        .arg(message.to_json());
-    for (item, quantity) in message.items.totals() {
-        inv.arg(item.as_str()).arg(quantity);
+        .key(keys.stream());
+    inv.arg(consumer).arg(retention_ms).arg(group.unwrap_or(""));
+    for order in orders {
+        let message = order.message;
+        inv.key(keys.order(&message.id))
+            .key(keys.order_id(&message.order_id));
+        let totals = message.items.totals();
+        inv.arg(message.id.as_str())
+            .arg(order.entry_id.unwrap_or(""))
+            .arg(message.order_id.as_str())
+            .arg(message.to_json())
+            .arg(totals.len());
+        for (item, quantity) in totals {
+            inv.arg(item.as_str()).arg(quantity);
+        }
     }
     inv
 }
@@ -98,6 +102,10 @@ pub enum ApplyOutcome {
         status: String,
         by: String,
     },
+    /// Redis refused this order's apply (a key of the wrong type...): nothing changed.
+    Failed {
+        error: String,
+    },
 }
 
 impl ApplyOutcome {
@@ -106,6 +114,7 @@ impl ApplyOutcome {
             ApplyOutcome::Applied { .. } => "applied",
             ApplyOutcome::Rejected { .. } => "rejected",
             ApplyOutcome::Duplicate { .. } => "duplicate",
+            ApplyOutcome::Failed { .. } => "error",
         }
     }
 }
@@ -122,25 +131,39 @@ fn strings(script: &'static str, reply: Value) -> Result<Vec<String>, Unexpected
         .map_err(|_| UnexpectedReply { script, reply })
 }
 
-pub fn parse_apply_reply(reply: Value) -> Result<ApplyOutcome, UnexpectedReply> {
+/// The outcomes of a batch apply, in the order of the batch.
+pub fn parse_apply_reply(
+    reply: Value,
+    orders: usize,
+) -> Result<Vec<ApplyOutcome>, UnexpectedReply> {
     let fields = strings("apply", reply.clone())?;
-    let ms = |s: &str| s.parse::<u64>().ok();
-    match fields.as_slice() {
-        [o, _, at] if o == "applied" => ms(at).map(|at_ms| ApplyOutcome::Applied { at_ms }),
-        [o, reason, at] if o == "rejected" => ms(at).map(|at_ms| ApplyOutcome::Rejected {
-            reason: reason.clone(),
-            at_ms,
-        }),
-        [o, status, by] if o == "duplicate" => Some(ApplyOutcome::Duplicate {
-            status: status.clone(),
-            by: by.clone(),
-        }),
-        _ => None,
-    }
-    .ok_or(UnexpectedReply {
+    let unexpected = || UnexpectedReply {
         script: "apply",
-        reply,
-    })
+        reply: reply.clone(),
+    };
+    if fields.len() != orders * 3 {
+        return Err(unexpected());
+    }
+    let ms = |s: &str| s.parse::<u64>().ok();
+    fields
+        .chunks(3)
+        .map(|f| match (f[0].as_str(), &f[1], &f[2]) {
+            ("applied", _, at) => ms(at).map(|at_ms| ApplyOutcome::Applied { at_ms }),
+            ("rejected", reason, at) => ms(at).map(|at_ms| ApplyOutcome::Rejected {
+                reason: reason.clone(),
+                at_ms,
+            }),
+            ("duplicate", status, by) => Some(ApplyOutcome::Duplicate {
+                status: status.clone(),
+                by: by.clone(),
+            }),
+            ("error", error, _) => Some(ApplyOutcome::Failed {
+                error: error.clone(),
+            }),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(unexpected)
 }
 
 /// How one accept ended.
@@ -190,27 +213,44 @@ mod tests {
     }
 
     #[test]
-    fn parses_every_apply_reply() {
+    fn parses_every_apply_outcome_in_batch_order() {
+        let reply = bulk(&[
+            "applied",
+            "",
+            "12",
+            "rejected",
+            "no stock",
+            "13",
+            "duplicate",
+            "applied",
+            "c-1",
+            "error",
+            "WRONGTYPE",
+            "",
+        ]);
         assert_eq!(
-            parse_apply_reply(bulk(&["applied", "", "12"])).unwrap(),
-            ApplyOutcome::Applied { at_ms: 12 }
+            parse_apply_reply(reply, 4).unwrap(),
+            [
+                ApplyOutcome::Applied { at_ms: 12 },
+                ApplyOutcome::Rejected {
+                    reason: "no stock".into(),
+                    at_ms: 13
+                },
+                ApplyOutcome::Duplicate {
+                    status: "applied".into(),
+                    by: "c-1".into()
+                },
+                ApplyOutcome::Failed {
+                    error: "WRONGTYPE".into()
+                },
+            ]
         );
-        assert_eq!(
-            parse_apply_reply(bulk(&["rejected", "no stock", "13"])).unwrap(),
-            ApplyOutcome::Rejected {
-                reason: "no stock".into(),
-                at_ms: 13
-            }
+        assert!(
+            parse_apply_reply(bulk(&["applied", "", "12"]), 2).is_err(),
+            "count mismatch"
         );
-        assert_eq!(
-            parse_apply_reply(bulk(&["duplicate", "applied", "c-1"])).unwrap(),
-            ApplyOutcome::Duplicate {
-                status: "applied".into(),
-                by: "c-1".into()
-            }
-        );
-        assert!(parse_apply_reply(bulk(&["weird"])).is_err());
-        assert!(parse_apply_reply(Value::Int(1)).is_err());
+        assert!(parse_apply_reply(bulk(&["weird", "", ""]), 1).is_err());
+        assert!(parse_apply_reply(Value::Int(1), 1).is_err());
     }
 
     #[test]

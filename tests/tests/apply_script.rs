@@ -1,0 +1,109 @@
+//! The apply script against a real redis-server, order by order: what the fault suite can only
+//! observe in aggregate.
+
+use std::collections::HashMap;
+
+use e2e::redis_server::RedisServer;
+use protocol::order::{EventId, OrderId, validate_lines};
+use protocol::scripts::{self, ApplyItem, ApplyOutcome};
+use protocol::{Keys, OrderMessage};
+use redis::AsyncCommands;
+
+fn order(id: &str, lines: &[(&str, u64)]) -> OrderMessage {
+    OrderMessage {
+        id: EventId::parse("id", id).unwrap(),
+        order_id: OrderId::parse("orderId", id).unwrap(),
+        items: validate_lines(lines.iter().copied()).unwrap(),
+    }
+}
+
+async fn apply(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    orders: &[OrderMessage],
+) -> Vec<ApplyOutcome> {
+    let items: Vec<ApplyItem> = orders
+        .iter()
+        .map(|message| ApplyItem {
+            message,
+            entry_id: None,
+        })
+        .collect();
+    let invocation = scripts::apply_invocation(keys, "tester", 60_000, None, &items);
+    let reply = invocation
+        .invoke_async(conn)
+        .await
+        .expect("the apply script runs");
+    scripts::parse_apply_reply(reply, orders.len()).expect("a well-formed reply")
+}
+
+fn labels(outcomes: &[ApplyOutcome]) -> Vec<&'static str> {
+    outcomes.iter().map(ApplyOutcome::label).collect()
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_order_once_all_lines_or_none() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn
+        .hset_multiple(keys.inventory(), &[("a", 5), ("b", 1)])
+        .await
+        .unwrap();
+
+    let batch = [
+        order("o1", &[("a", 2), ("b", 1)]),
+        // b is gone after o1: nothing of o2 may be taken, not even its `a` line.
+        order("o2", &[("a", 1), ("b", 1)]),
+        // Lines for one item are summed before the check: 2 + 2 > 3 left.
+        order("o3", &[("a", 2), ("a", 2)]),
+        order("o4", &[("a", 3)]),
+    ];
+    assert_eq!(
+        labels(&apply(&mut conn, &keys, &batch).await),
+        ["applied", "rejected", "rejected", "applied"]
+    );
+    let stock: HashMap<String, i64> = conn.hgetall(keys.inventory()).await.unwrap();
+    assert_eq!((stock["a"], stock["b"]), (0, 0));
+
+    // Delivered again (a late replica, a reclaim): nothing changes, and each says how it ended.
+    let again = apply(&mut conn, &keys, &batch).await;
+    assert_eq!(labels(&again), ["duplicate"; 4]);
+    assert_eq!(
+        again[1],
+        ApplyOutcome::Duplicate {
+            status: "rejected".into(),
+            by: "tester".into()
+        }
+    );
+    let pending: i64 = conn.zcard(keys.pending()).await.unwrap();
+    assert_eq!(pending, 0);
+}
+
+#[tokio::test]
+async fn an_order_redis_refuses_does_not_stop_the_ones_behind_it() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn.hset(keys.inventory(), "a", 10).await.unwrap();
+    let broken = order("broken", &[("a", 1)]);
+    // A record key of the wrong type: every read of it fails with WRONGTYPE.
+    let _: () = conn
+        .set(keys.order(&broken.id), "not a hash")
+        .await
+        .unwrap();
+
+    let batch = [
+        order("before", &[("a", 1)]),
+        broken,
+        order("after", &[("a", 1)]),
+    ];
+    let outcomes = apply(&mut conn, &keys, &batch).await;
+    assert_eq!(labels(&outcomes), ["applied", "error", "applied"]);
+    assert!(
+        matches!(&outcomes[1], ApplyOutcome::Failed { error } if error.contains("WRONGTYPE")),
+        "{outcomes:?}"
+    );
+    let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    assert_eq!(left, 8, "the refused order took nothing");
+}
