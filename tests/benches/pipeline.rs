@@ -62,6 +62,8 @@ async fn bench_mode(mode: DeliveryMode) {
         "latency accept->applied at {LATENCY_RATE} orders/s offered over HTTP for {LATENCY_SECONDS} s ({n} orders): p50 {p50} ms, p99 {p99} ms"
     );
 
+    print_peak_rss(&mut fleet, "after the latency run (steady load)");
+
     // Throughput.
     let before = commandstats(&mut conn).await;
     let specs = orders(&format!("tp-{mode}"), THROUGHPUT_ORDERS, &ITEMS);
@@ -89,16 +91,7 @@ async fn bench_mode(mode: DeliveryMode) {
         detail.join(", ")
     );
 
-    let mut rss = Vec::new();
-    for name in ["c0", "c1", "c2"] {
-        let kib = fleet
-            .consumer(name)
-            .process
-            .peak_rss_kib()
-            .expect("the consumer is running");
-        rss.push(format!("{name} {:.1} MB", kib as f64 / 1024.0));
-    }
-    println!("consumer peak RSS (VmHWM): {}", rss.join(", "));
+    print_peak_rss(&mut fleet, "after the whole run");
 }
 
 fn cpu_model() -> String {
@@ -282,4 +275,18 @@ async fn latency(fleet: &Fleet, mode: DeliveryMode) -> (u64, u64, usize) {
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     (pct(0.50), pct(0.99), latencies.len())
+}
+
+/// VmHWM is the peak so far: printed after the steady-load run and again after the burst.
+fn print_peak_rss(fleet: &mut Fleet, when: &str) {
+    let mut rss = Vec::new();
+    for name in ["c0", "c1", "c2"] {
+        let kib = fleet
+            .consumer(name)
+            .process
+            .peak_rss_kib()
+            .expect("the consumer is running");
+        rss.push(format!("{name} {:.1} MB", kib as f64 / 1024.0));
+    }
+    println!("consumer peak RSS (VmHWM) {when}: {}", rss.join(", "));
 }
