@@ -8,7 +8,7 @@ use std::time::Duration;
 use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::message::STREAM_FIELD;
-use protocol::scripts;
+use protocol::scripts::{self, ApplyOutcome};
 use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,6 @@ use crate::apply::{Delivery, Holding, apply_all, apply_batch};
 use crate::context::Context;
 use crate::intake::{parse_or_report, preview};
 use crate::supervise::{periodically, reconnecting};
-use protocol::scripts::ApplyOutcome;
 
 /// How long one `XREADGROUP` waits for new entries before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -63,6 +62,34 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     }
 }
 
+/// An entry that can never be applied: its id, payload and the reason, for the dead-letter
+/// stream.
+type Poisoned = (String, Vec<u8>, String);
+
+/// Turns an entry into a delivery, or says why it can never be one.
+fn to_delivery(
+    ctx: &Context,
+    entry: StreamId,
+    recovered: Option<&'static str>,
+) -> Result<Delivery, Poisoned> {
+    let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
+    let Some(payload) = payload else {
+        return Err((
+            entry.id,
+            Vec::new(),
+            format!("entry has no `{STREAM_FIELD}` field"),
+        ));
+    };
+    match parse_or_report(ctx, &payload) {
+        Ok(message) => Ok(Delivery {
+            message,
+            holding: Holding::Entry { entry_id: entry.id },
+            recovered,
+        }),
+        Err(e) => Err((entry.id, payload, e.to_string())),
+    }
+}
+
 /// Applies the good entries; dead-letters the ones that can never be applied.
 async fn handle_entries(
     ctx: &Context,
@@ -70,37 +97,26 @@ async fn handle_entries(
     recovered: Option<&'static str>,
     shutdown: &CancellationToken,
 ) {
-    let mut deliveries = Vec::with_capacity(entries.len());
-    let mut poisoned = Vec::new();
-    for entry in entries {
-        let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
-        let Some(payload) = payload else {
-            poisoned.push((
-                entry.id,
-                Vec::new(),
-                format!("entry has no `{STREAM_FIELD}` field"),
-            ));
-            continue;
-        };
-        match parse_or_report(ctx, &payload) {
-            Ok(message) => deliveries.push(Delivery {
-                message,
-                holding: Holding::Entry { entry_id: entry.id },
-                recovered,
-            }),
-            Err(e) => poisoned.push((entry.id, payload, e.to_string())),
-        }
-    }
-    dead_letter(ctx, poisoned, None).await;
-    apply_all(ctx, deliveries, shutdown).await;
+    let (deliveries, poisoned): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .map(|entry| to_delivery(ctx, entry, recovered))
+        .partition(Result::is_ok);
+    dead_letter(
+        ctx,
+        poisoned.into_iter().filter_map(Result::err).collect(),
+        None,
+    )
+    .await;
+    apply_all(
+        ctx,
+        deliveries.into_iter().filter_map(Result::ok).collect(),
+        shutdown,
+    )
+    .await;
 }
 
 /// Moves entries to the dead-letter stream with their reason, acknowledging them.
-async fn dead_letter(
-    ctx: &Context,
-    entries: Vec<(String, Vec<u8>, String)>,
-    deliveries: Option<usize>,
-) {
+async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<usize>) {
     if entries.is_empty() {
         return;
     }
@@ -187,41 +203,21 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
 async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
     let mut poisoned = Vec::new();
     for entry in entries {
-        let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
-        let Some(payload) = payload else {
-            poisoned.push((
-                entry.id,
-                Vec::new(),
-                format!("entry has no `{STREAM_FIELD}` field"),
-            ));
-            continue;
-        };
-        let message = match parse_or_report(ctx, &payload) {
-            Ok(message) => message,
-            Err(e) => {
-                poisoned.push((entry.id, payload, e.to_string()));
-                continue;
+        let entry_id = entry.id.clone();
+        match to_delivery(ctx, entry, Some("reclaim")) {
+            Err(p) => poisoned.push(p),
+            // `None` (the call itself failed, e.g. the connection dropped) says nothing about
+            // the entry: it stays pending.
+            Ok(delivery) => {
+                if let Some([ApplyOutcome::Failed { error }]) =
+                    apply_batch(ctx, std::slice::from_ref(&delivery))
+                        .await
+                        .as_deref()
+                {
+                    let reason = format!("apply failed after {max} deliveries: {error}");
+                    poisoned.push((entry_id, delivery.message.to_json().into_bytes(), reason));
+                }
             }
-        };
-        let delivery = Delivery {
-            message,
-            holding: Holding::Entry {
-                entry_id: entry.id.clone(),
-            },
-            recovered: Some("reclaim"),
-        };
-        // `None` (the call itself failed, e.g. the connection dropped) says nothing about the
-        // entry: it stays pending.
-        if let Some([ApplyOutcome::Failed { error }]) =
-            apply_batch(ctx, std::slice::from_ref(&delivery))
-                .await
-                .as_deref()
-        {
-            poisoned.push((
-                entry.id,
-                payload,
-                format!("apply failed after {max} deliveries: {error}"),
-            ));
         }
     }
     dead_letter(ctx, poisoned, Some(max)).await;
