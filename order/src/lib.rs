@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod group_commit;
 pub mod json_body;
 pub mod metrics;
 pub mod routes;
@@ -24,12 +25,13 @@ use store::Store;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let redis = &config.redis;
     let conn = redis.connection_manager(Duration::from_secs(5))?;
+    let keys = Keys::new(&redis.channel);
     let store = Store {
-        conn,
-        keys: Keys::new(&redis.channel),
-        mode: redis.delivery_mode,
-        retention_ms: redis.retention_ms(),
+        conn: conn.clone(),
+        keys: keys.clone(),
     };
+    let (accepter, group_commit) =
+        group_commit::start(conn, keys, redis.delivery_mode, redis.retention_ms());
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let readiness = Readiness::default();
@@ -37,11 +39,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let router = routes::api(AppState {
         store: store.clone(),
+        accepter,
         metrics,
     })
     .merge(service::ops_routes(readiness.clone(), Arc::new(registry)));
     let http = service::serve(config.http_addr, router, shutdown.clone());
-    let (http, ()) = tokio::join!(http, watch_redis(&store, &readiness, &shutdown));
+    // The committing task ends after the server (holding the last Accepter) has drained.
+    let (http, (), ()) = tokio::join!(
+        http,
+        watch_redis(&store, redis.delivery_mode, &readiness, &shutdown),
+        group_commit
+    );
     http?;
     tracing::info!("order service stopped");
     Ok(())
@@ -49,7 +57,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Keeps `/readyz` true exactly while Redis answers, and (streams mode) makes sure the consumer
 /// group exists whenever Redis comes (back) up, so no entry is appended before it.
-async fn watch_redis(store: &Store, readiness: &Readiness, shutdown: &CancellationToken) {
+async fn watch_redis(
+    store: &Store,
+    mode: DeliveryMode,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -62,7 +75,7 @@ async fn watch_redis(store: &Store, readiness: &Readiness, shutdown: &Cancellati
             .query_async::<()>(&mut conn)
             .await
             .is_ok();
-        if ok && store.mode == DeliveryMode::Streams && !readiness.get() {
+        if ok && mode == DeliveryMode::Streams && !readiness.get() {
             ok = ensure_consumer_group(&mut conn, &store.keys).await.is_ok();
         }
         if ok != readiness.get() {

@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 
+use protocol::Keys;
 use protocol::order::{EventId, ItemId, OrderId};
 use protocol::record::OrderRecord;
-use protocol::scripts::{self, AcceptOutcome};
-use protocol::{DeliveryMode, Keys, OrderMessage};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -15,31 +14,9 @@ use crate::error::ApiError;
 pub struct Store {
     pub conn: ConnectionManager,
     pub keys: Keys,
-    pub mode: DeliveryMode,
-    pub retention_ms: u64,
 }
 
 impl Store {
-    /// Records the order and hands it to the fleet in one atomic script, unless its orderId was
-    /// seen before.
-    pub async fn accept(&self, message: &OrderMessage) -> Result<AcceptOutcome, ApiError> {
-        let mut invocation = scripts::ACCEPT.prepare_invoke();
-        invocation
-            .key(self.keys.order_id(&message.order_id))
-            .key(self.keys.order(&message.id))
-            .key(self.keys.pending())
-            .key(self.keys.stream())
-            .arg(message.id.as_str())
-            .arg(message.order_id.as_str())
-            .arg(message.items.canonical_json())
-            .arg(message.to_json())
-            .arg(self.retention_ms)
-            .arg(self.mode.as_str())
-            .arg(self.keys.channel().as_str());
-        let reply = invocation.invoke_async(&mut self.conn.clone()).await?;
-        scripts::parse_accept_reply(reply).map_err(|e| ApiError::Internal(e.to_string()))
-    }
-
     /// An order by the client's orderId, or else by its event id (orders from starting-design
     /// publishers have only the latter).
     pub async fn order(&self, id: &str) -> Result<Option<OrderRecord>, ApiError> {

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind, Value};
 
+use crate::DeliveryMode;
 use crate::keys::Keys;
 use crate::message::OrderMessage;
 
@@ -180,23 +181,57 @@ pub enum AcceptOutcome {
     },
 }
 
-pub fn parse_accept_reply(reply: Value) -> Result<AcceptOutcome, UnexpectedReply> {
-    let fields = strings("accept", reply.clone())?;
-    match fields.as_slice() {
-        [o, id, at] if o == "accepted" => at.parse().ok().map(|at_ms| AcceptOutcome::Accepted {
-            id: id.clone(),
-            at_ms,
-        }),
-        [o, id, items] if o == "exists" => Some(AcceptOutcome::Exists {
-            id: id.clone(),
-            items: items.clone(),
-        }),
-        _ => None,
+/// The accept of a batch of orders in one script call (the order service's group commit).
+pub fn accept_invocation<'a>(
+    keys: &Keys,
+    mode: DeliveryMode,
+    retention_ms: u64,
+    messages: &[&OrderMessage],
+) -> ScriptInvocation<'a> {
+    let mut inv = ACCEPT.prepare_invoke();
+    inv.key(keys.pending()).key(keys.stream());
+    inv.arg(retention_ms)
+        .arg(mode.as_str())
+        .arg(keys.channel().as_str());
+    for message in messages {
+        inv.key(keys.order_id(&message.order_id))
+            .key(keys.order(&message.id));
+        inv.arg(message.id.as_str())
+            .arg(message.order_id.as_str())
+            .arg(message.items.canonical_json())
+            .arg(message.to_json());
     }
-    .ok_or(UnexpectedReply {
+    inv
+}
+
+/// The outcomes of a batch accept, in the order of the batch.
+pub fn parse_accept_reply(
+    reply: Value,
+    orders: usize,
+) -> Result<Vec<AcceptOutcome>, UnexpectedReply> {
+    let fields = strings("accept", reply.clone())?;
+    let unexpected = || UnexpectedReply {
         script: "accept",
-        reply,
-    })
+        reply: reply.clone(),
+    };
+    if fields.len() != orders * 3 {
+        return Err(unexpected());
+    }
+    fields
+        .chunks(3)
+        .map(|f| match f[0].as_str() {
+            "accepted" => f[2].parse().ok().map(|at_ms| AcceptOutcome::Accepted {
+                id: f[1].clone(),
+                at_ms,
+            }),
+            "exists" => Some(AcceptOutcome::Exists {
+                id: f[1].clone(),
+                items: f[2].clone(),
+            }),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(unexpected)
 }
 
 #[cfg(test)]
@@ -254,21 +289,21 @@ mod tests {
     }
 
     #[test]
-    fn parses_every_accept_reply() {
+    fn parses_every_accept_outcome_in_batch_order() {
         assert_eq!(
-            parse_accept_reply(bulk(&["accepted", "e1", "99"])).unwrap(),
-            AcceptOutcome::Accepted {
-                id: "e1".into(),
-                at_ms: 99
-            }
+            parse_accept_reply(bulk(&["accepted", "e1", "99", "exists", "e0", "[]"]), 2).unwrap(),
+            [
+                AcceptOutcome::Accepted {
+                    id: "e1".into(),
+                    at_ms: 99
+                },
+                AcceptOutcome::Exists {
+                    id: "e0".into(),
+                    items: "[]".into()
+                },
+            ]
         );
-        assert_eq!(
-            parse_accept_reply(bulk(&["exists", "e0", "[]"])).unwrap(),
-            AcceptOutcome::Exists {
-                id: "e0".into(),
-                items: "[]".into()
-            }
-        );
-        assert!(parse_accept_reply(bulk(&["accepted", "e1", "x"])).is_err());
+        assert!(parse_accept_reply(bulk(&["accepted", "e1", "x"]), 1).is_err());
+        assert!(parse_accept_reply(bulk(&["accepted", "e1", "99"]), 2).is_err());
     }
 }

@@ -2,7 +2,8 @@
 //! redis-server, it prints
 //! - the reference `redis-benchmark -q -t set -n 200000` rate against the same server;
 //! - applied orders per second, with orders injected as fast as Redis takes them through the
-//!   order service's own accept script (pipelined, so the HTTP layer is not what is measured);
+//!   order service's own accept script (batched as its group commit does under load, so the
+//!   HTTP layer is not what is measured);
 //! - Redis commands per order (from INFO commandstats), by command;
 //! - p50/p99 from accept to applied at 2,000 orders/s offered through the real order service
 //!   over HTTP (accept and apply times are both Redis' clock, millisecond resolution);
@@ -123,7 +124,8 @@ fn redis_benchmark_set(port: u16) -> f64 {
         .expect("a rate")
 }
 
-/// Appends the orders through the accept script, 500 per pipeline, on 4 connections.
+/// Accepts the orders through the order service's accept script, 128 per call as its group
+/// commit does under load, on 4 connections.
 async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Duration {
     let started = Instant::now();
     let keys = fleet.keys();
@@ -136,31 +138,22 @@ async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Durat
         let mut conn = fleet.redis.connection().await;
         let keys = keys.clone();
         tasks.push(tokio::spawn(async move {
-            for batch in chunk.chunks(500) {
-                let mut pipe = redis::pipe();
-                for spec in batch {
-                    let message = OrderMessage {
+            for batch in chunk.chunks(128) {
+                let messages: Vec<OrderMessage> = batch
+                    .iter()
+                    .map(|spec| OrderMessage {
                         id: EventId::new_v7(),
                         order_id: OrderId::parse("orderId", &spec.order_id).unwrap(),
                         items: validate_lines(
                             spec.items.iter().map(|(i, q)| (i.as_str(), *q as u64)),
                         )
                         .unwrap(),
-                    };
-                    let mut inv = scripts::ACCEPT.prepare_invoke();
-                    inv.key(keys.order_id(&message.order_id))
-                        .key(keys.order(&message.id))
-                        .key(keys.pending())
-                        .key(keys.stream())
-                        .arg(message.id.as_str())
-                        .arg(message.order_id.as_str())
-                        .arg(message.items.canonical_json())
-                        .arg(message.to_json())
-                        .arg(3_600_000u64)
-                        .arg(mode.as_str())
-                        .arg(keys.channel().as_str());
-                    pipe.invoke_script(&inv).ignore();
-                }
+                    })
+                    .collect();
+                let refs: Vec<&OrderMessage> = messages.iter().collect();
+                let invocation = scripts::accept_invocation(&keys, mode, 3_600_000, &refs);
+                let mut pipe = redis::pipe();
+                pipe.invoke_script(&invocation).ignore();
                 let () = scripts::query_pipeline(&mut conn, &pipe)
                     .await
                     .expect("injecting orders");

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+use crate::group_commit::Accepter;
 use crate::json_body::BODY_LIMIT;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -16,6 +17,7 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub accepter: Accepter,
     pub metrics: Arc<Metrics>,
 }
 

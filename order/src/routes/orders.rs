@@ -42,33 +42,31 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let order = parse_json::<OrderRequest>(headers, body)?.validate()?;
     let message = to_message(order, idempotency_key(headers)?)?;
-    match state.store.accept(&message).await? {
+    let (order_id, items) = (message.order_id.to_string(), message.items.canonical_json());
+    match state.accepter.accept(message).await? {
         AcceptOutcome::Accepted { id, .. } => {
-            tracing::info!(order_id = %message.order_id, event_id = %id, outcome = "accepted", "order accepted");
+            tracing::info!(order_id = %order_id, event_id = %id, outcome = "accepted", "order accepted");
             Ok((
                 StatusCode::ACCEPTED,
                 Json(Accepted {
                     id,
-                    order_id: message.order_id.to_string(),
+                    order_id: order_id.clone(),
                     status: "accepted",
                 }),
             ))
         }
-        AcceptOutcome::Exists { id, items } if items == message.items.canonical_json() => {
+        AcceptOutcome::Exists { id, items: first } if first == items => {
             // A retry of an order we already have: same answer, nothing published again.
             Ok((
                 StatusCode::OK,
                 Json(Accepted {
                     id,
-                    order_id: message.order_id.to_string(),
+                    order_id: order_id.clone(),
                     status: "accepted",
                 }),
             ))
         }
-        AcceptOutcome::Exists { id, .. } => Err(ApiError::Conflict {
-            order_id: message.order_id.to_string(),
-            id,
-        }),
+        AcceptOutcome::Exists { id, .. } => Err(ApiError::Conflict { order_id, id }),
     }
 }
 

@@ -1,22 +1,42 @@
--- Record an accepted order durably and hand it to the consumers, in one atomic step: a client
--- never gets 202 for an order that is not recorded, and a recorded order is always delivered.
--- KEYS: 1 order-id index (hash), 2 order record (hash), 3 pending (zset), 4 stream
--- ARGV: 1 event id, 2 order id, 3 canonical items, 4 message JSON, 5 retention ms,
---       6 delivery mode (pubsub|streams), 7 channel
-local existing = redis.call('HMGET', KEYS[1], 'id', 'items')
-if existing[1] then
-  return {'exists', existing[1], existing[2] or ''}
-end
+-- Accept a batch of orders (the order service's group commit): for each, record it durably and
+-- hand it to the consumers in one atomic step, so a client never gets 202 for an order that is
+-- not recorded, and a recorded order is always delivered. An orderId seen before (earlier, or
+-- earlier in this batch) is not recorded again: its event id and items are returned instead.
+-- KEYS: 1 pending (zset), 2 stream, then per order: order-id index (hash), order record (hash)
+-- ARGV: 1 retention ms, 2 delivery mode (pubsub|streams), 3 channel, then per order:
+--       event id, order id, canonical items, message JSON
+-- Returns three strings per order: 'accepted', event id, accept time (ms)
+--                               or 'exists', the earlier event id, its canonical items.
+local pending, stream = KEYS[1], KEYS[2]
+local retention, mode, channel = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'items', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('HSET', KEYS[2], 'orderId', ARGV[2], 'message', ARGV[4], 'status', 'accepted', 'acceptedAt', now)
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-if ARGV[6] == 'streams' then
-  redis.call('XADD', KEYS[4], '*', 'order', ARGV[4])
-else
-  redis.call('PUBLISH', ARGV[7], ARGV[4])
+local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+
+local out = {}
+local a = 4
+for k = 3, #KEYS, 2 do
+  local index, record = KEYS[k], KEYS[k + 1]
+  local id, order_id, items, message = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
+  local existing = redis.call('HMGET', index, 'id', 'items')
+  if existing[1] then
+    out[#out + 1] = 'exists'
+    out[#out + 1] = existing[1]
+    out[#out + 1] = existing[2] or ''
+  else
+    redis.call('HSET', index, 'id', id, 'items', items)
+    redis.call('PEXPIRE', index, retention)
+    redis.call('HSET', record, 'orderId', order_id, 'message', message, 'status', 'accepted', 'acceptedAt', now)
+    redis.call('PEXPIRE', record, retention)
+    redis.call('ZADD', pending, now, id)
+    if mode == 'streams' then
+      redis.call('XADD', stream, '*', 'order', message)
+    else
+      redis.call('PUBLISH', channel, message)
+    end
+    out[#out + 1] = 'accepted'
+    out[#out + 1] = id
+    out[#out + 1] = now
+  end
 end
-return {'accepted', ARGV[1], tostring(now)}
+return out
