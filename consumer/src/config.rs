@@ -87,7 +87,8 @@ mod tests {
         assert_eq!(c.redis.channel.as_str(), "order_updates");
         assert_eq!(c.lock_ttl_ms, 5000);
         assert_eq!(c.redis.delivery_mode, protocol::DeliveryMode::Pubsub);
-        assert_eq!(c.http_addr.port(), 8080);
+        // The operator points probes at this port: the default must be the contract's.
+        assert_eq!(c.http_addr.port(), env::CONSUMER_HTTP_PORT);
         assert!(!c.consumer_name().is_empty());
     }
 

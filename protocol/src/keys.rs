@@ -70,7 +70,12 @@ impl Keys {
 
     /// Hash: the durable record of one order event and its done marker (`status`).
     pub fn order(&self, id: &EventId) -> String {
-        format!("{}order:{id}", self.prefix)
+        format!("{}{id}", self.order_prefix())
+    }
+
+    /// What every order record's key starts with, for tools that scan them all.
+    pub fn order_prefix(&self) -> String {
+        format!("{}order:", self.prefix)
     }
 
     /// Hash: the event id given to a client's orderId, and its items, for idempotent retries.
@@ -111,6 +116,7 @@ mod tests {
         for key in [
             keys.inventory(),
             keys.order(&id),
+            keys.order_prefix(),
             keys.order_id(&order_id),
             keys.pending(),
             keys.lock(&id),
@@ -120,6 +126,7 @@ mod tests {
             assert!(key.starts_with("eo:{order_updates}:"), "{key}");
         }
         assert_eq!(keys.lock(&id), "eo:{order_updates}:lock:e1");
+        assert!(keys.order(&id).starts_with(&keys.order_prefix()));
     }
 
     #[test]

@@ -146,10 +146,7 @@ async fn all_records(
     conn: &mut redis::aio::MultiplexedConnection,
     keys: &Keys,
 ) -> Vec<OrderRecord> {
-    let pattern = keys
-        .order(&EventId::parse("id", "x").expect("valid"))
-        .trim_end_matches('x')
-        .to_owned();
+    let pattern = keys.order_prefix();
     let mut names: Vec<String> = Vec::new();
     {
         let mut iter: redis::AsyncIter<String> = conn
@@ -173,7 +170,7 @@ async fn all_records(
         let hashes: Vec<HashMap<String, String>> =
             pipe.query_async(conn).await.expect("reading records");
         for (name, hash) in chunk.iter().zip(hashes) {
-            let id = name.rsplit(':').next().unwrap_or_default();
+            let id = name.strip_prefix(&pattern).unwrap_or_default();
             records.extend(OrderRecord::from_hash(id, hash));
         }
     }

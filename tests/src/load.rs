@@ -55,8 +55,8 @@ pub fn orders(prefix: &str, n: usize, items: &[&str]) -> Vec<OrderSpec> {
         .collect()
 }
 
-/// What the client learned: orders the service accepted (orderId -> event id), orders whose
-/// fate it never learned, and the time each acceptance took.
+/// What the client learned: orders the service accepted (orderId -> event id and the order),
+/// orders whose fate it never learned, and how many requests it had to retry.
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub accepted: HashMap<String, (String, OrderSpec)>,
