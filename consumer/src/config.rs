@@ -37,6 +37,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
 
+    /// Pub/Sub mode: most messages waiting in this replica for their turn. Beyond it, new
+    /// messages are shed (counted and dropped): their orders stay in the pending index, which
+    /// this replica re-drives once it has caught up, so a burst costs some latency instead of
+    /// unbounded memory (about 200 bytes a message).
+    #[arg(long, env = "INTAKE_CAPACITY", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub intake_capacity: u64,
+
     /// Streams mode: deliveries after which an entry whose apply Redis still refuses goes to the
     /// dead-letter stream (lost connections never count against an entry).
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5,

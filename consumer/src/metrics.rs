@@ -25,6 +25,7 @@ pub struct Metrics {
     pub recovered: Family<ViaLabel, Counter>,
     pub invalid: Family<ReasonLabel, Counter>,
     pub dead_lettered: Counter,
+    pub shed: Counter,
     pub redis_errors: Counter,
     pub reconnects: Counter,
     pub apply_seconds: Histogram,
@@ -41,6 +42,7 @@ impl Metrics {
             recovered: Family::default(),
             invalid: Family::default(),
             dead_lettered: Counter::default(),
+            shed: Counter::default(),
             redis_errors: Counter::default(),
             reconnects: Counter::default(),
             // 0.1 ms .. ~1.6 s: a pipelined batch apply sits at the low end, a stalled Redis high.
@@ -82,6 +84,11 @@ impl Metrics {
             "dead_lettered",
             "Stream entries moved to the dead-letter stream",
             m.dead_lettered.clone(),
+        );
+        r.register(
+            "messages_shed",
+            "Pub/Sub messages dropped because the intake queue was full (re-driven after the lock TTL)",
+            m.shed.clone(),
         );
         r.register(
             "redis_errors",

@@ -2,8 +2,17 @@
 //! that wins the lease applies it. A dropped subscription is re-established with backoff
 //! (readiness is false meanwhile) and followed by a full re-drive, because Pub/Sub never replays
 //! what was published while nobody listened.
+//!
+//! Messages go through a bounded intake queue. The Redis client reads the subscription into an
+//! unbounded buffer of its own, so a burst faster than this replica applies would otherwise grow
+//! its memory without limit; instead the listener drains that buffer at once and sheds what does
+//! not fit. A shed order loses nothing: it stays in the pending index until some replica applies
+//! it, and a replica that shed re-drives the whole index once it has caught up.
 
-use futures::{FutureExt, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
@@ -21,38 +30,69 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     let mut pubsub = ctx.client.get_async_pubsub().await?;
     pubsub.subscribe(ctx.keys.channel().as_str()).await?;
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), "subscribed");
-    // Whatever was published before we listened is only in the pending index.
-    recovery::redrive(ctx, None, shutdown).await?;
-    ctx.readiness.set(true);
-
-    let batch_size = ctx.config.batch_size as usize;
-    let mut messages = pubsub.on_message();
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            msg = messages.next() => msg,
-        };
-        let Some(first) = first else {
-            return Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "the subscription connection closed",
-            )));
-        };
-        // Take whatever else has already arrived, so one round trip serves many orders.
-        let mut payloads = vec![first.get_payload_bytes().to_vec()];
-        while payloads.len() < batch_size {
-            match messages.next().now_or_never() {
-                Some(Some(msg)) => payloads.push(msg.get_payload_bytes().to_vec()),
-                _ => break,
+    let (queue, mut intake) = mpsc::channel(ctx.config.intake_capacity as usize);
+    let shed = AtomicBool::new(false);
+    let listen = listen(ctx, pubsub.into_on_message(), queue, &shed);
+    let work = async {
+        // Whatever was published before we listened is only in the pending index.
+        recovery::redrive(ctx, None, shutdown).await?;
+        ctx.readiness.set(true);
+        let batch_size = ctx.config.batch_size as usize;
+        let mut payloads = Vec::with_capacity(batch_size);
+        loop {
+            // Everything already queued, up to a batch, so one round trip serves many orders.
+            // Shutdown stops the taking; a batch already taken is finished (or handed back).
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = intake.recv_many(&mut payloads, batch_size) => {}
+            }
+            let orders = payloads
+                .drain(..)
+                .filter_map(|p| parse_or_report(ctx, &p).ok())
+                .collect();
+            let won = take_leases(ctx, orders, None).await;
+            apply_all(ctx, won, shutdown).await;
+            // Shed orders are only in the pending index. Once this replica has caught up, it
+            // takes them from there instead of leaving them to wait out the lock TTL.
+            if intake.is_empty() && shed.swap(false, Ordering::Relaxed) {
+                recovery::redrive(ctx, None, shutdown).await?;
             }
         }
-        let orders = payloads
-            .iter()
-            .filter_map(|p| parse_or_report(ctx, p).ok())
-            .collect();
-        let won = take_leases(ctx, orders, None).await;
-        apply_all(ctx, won, shutdown).await;
+    };
+    // The listener only ends when the subscription does; the work ends on shutdown.
+    tokio::select! {
+        closed = listen => closed,
+        done = work => done,
     }
+}
+
+/// Moves messages from the subscription into the intake queue as fast as they arrive, shedding
+/// those that do not fit. Returns when the subscription closes.
+async fn listen(
+    ctx: &Context,
+    mut messages: impl futures::Stream<Item = redis::Msg> + Unpin,
+    queue: mpsc::Sender<Vec<u8>>,
+    shed: &AtomicBool,
+) -> redis::RedisResult<()> {
+    let mut shedding = false;
+    while let Some(msg) = messages.next().await {
+        match queue.try_send(msg.get_payload_bytes().to_vec()) {
+            Ok(()) => shedding = false,
+            Err(_) => {
+                ctx.metrics.shed.inc();
+                shed.store(true, Ordering::Relaxed);
+                if !shedding {
+                    tracing::warn!(consumer = %ctx.name, capacity = ctx.config.intake_capacity,
+                        "intake queue full: shedding messages; their orders are re-driven from the pending index");
+                }
+                shedding = true;
+            }
+        }
+    }
+    Err(redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the subscription connection closed",
+    )))
 }
 
 /// Re-drives orders whose holder died (their lease has run out) every recovery interval.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use e2e::fleet::Fleet;
 use e2e::load::{OrderSpec, orders};
+use e2e::process::cpu_time_of;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::scripts;
 use protocol::{DeliveryMode, OrderMessage};
@@ -40,8 +41,15 @@ async fn main() {
     println!(
         "command: cargo build --release --workspace --bins && cargo bench -p e2e --bench pipeline"
     );
+    // `cargo bench -p e2e --bench pipeline -- streams` runs one mode only.
+    let only: Option<DeliveryMode> = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| a.parse().expect("the argument is a delivery mode"));
     for mode in [DeliveryMode::Pubsub, DeliveryMode::Streams] {
-        bench_mode(mode).await;
+        if only.is_none_or(|m| m == mode) {
+            bench_mode(mode).await;
+        }
     }
 }
 
@@ -67,12 +75,14 @@ async fn bench_mode(mode: DeliveryMode) {
 
     // Throughput.
     let before = commandstats(&mut conn).await;
+    let cpu_before = cpu_times(&fleet);
     let specs = orders(&format!("tp-{mode}"), THROUGHPUT_ORDERS, &ITEMS);
     let started = Instant::now();
     let injected_in = inject(&fleet, &specs, mode).await;
     wait_drained(&fleet, THROUGHPUT_ORDERS).await;
     let elapsed = started.elapsed();
     let after = commandstats(&mut conn).await;
+    let cpu_after = cpu_times(&fleet);
     let rate = THROUGHPUT_ORDERS as f64 / elapsed.as_secs_f64();
     println!(
         "throughput: {THROUGHPUT_ORDERS} orders applied in {:.2} s = {rate:.0} orders/s ({:.2}x the reference SET rate); injection alone took {:.2} s",
@@ -92,7 +102,37 @@ async fn bench_mode(mode: DeliveryMode) {
         detail.join(", ")
     );
 
+    let cpu: Vec<String> = cpu_after
+        .iter()
+        .zip(&cpu_before)
+        .map(|((name, after), (_, before))| {
+            let used = after.saturating_sub(*before).as_secs_f64();
+            format!(
+                "{name} {used:.2} s ({:.0}%)",
+                100.0 * used / elapsed.as_secs_f64()
+            )
+        })
+        .collect();
+    println!(
+        "CPU time during the throughput run (share of its wall time): {}",
+        cpu.join(", ")
+    );
+
     print_peak_rss(&mut fleet, "after the whole run");
+}
+
+/// CPU time used so far by redis-server, each consumer and this bench (the injector).
+fn cpu_times(fleet: &Fleet) -> Vec<(&'static str, Duration)> {
+    let mut out = vec![(
+        "redis-server",
+        fleet.redis.process().cpu_time().expect("redis-server runs"),
+    )];
+    for name in ["c0", "c1", "c2"] {
+        let process = &fleet.consumers[name].process;
+        out.push((name, process.cpu_time().expect("the consumer runs")));
+    }
+    out.push(("injector", cpu_time_of("self").expect("our own /proc entry")));
+    out
 }
 
 fn cpu_model() -> String {

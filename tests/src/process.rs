@@ -99,6 +99,11 @@ impl ChildProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// CPU time (user + system) the process has used so far; None once exited.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(&self.pid().to_string())
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -116,6 +121,16 @@ impl ChildProcess {
             self.log.display()
         )
     }
+}
+
+/// CPU time (user + system) of `/proc/<pid>` (`pid` may be `self`), from fields 14 and 15 of
+/// its `stat`, in clock ticks of 1/100 s (`USER_HZ`, which Linux fixes at 100 for user space).
+pub fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 impl Drop for ChildProcess {

@@ -85,6 +85,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The running server process.
+    pub fn process(&self) -> &ChildProcess {
+        self.process.as_ref().expect("the server is running")
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
