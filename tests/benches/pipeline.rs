@@ -131,7 +131,10 @@ fn cpu_times(fleet: &Fleet) -> Vec<(&'static str, Duration)> {
         let process = &fleet.consumers[name].process;
         out.push((name, process.cpu_time().expect("the consumer runs")));
     }
-    out.push(("injector", cpu_time_of("self").expect("our own /proc entry")));
+    out.push((
+        "injector",
+        cpu_time_of("self").expect("our own /proc entry"),
+    ));
     out
 }
 
