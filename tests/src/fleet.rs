@@ -24,6 +24,8 @@ pub struct Fleet {
     pub lock_ttl_ms: u64,
     pub order_service: Option<Service>,
     pub consumers: HashMap<String, Service>,
+    /// Extra environment for consumers started from now on (e.g. a small `INTAKE_CAPACITY`).
+    pub consumer_env: Vec<(&'static str, String)>,
     logs: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -39,6 +41,7 @@ impl Fleet {
             lock_ttl_ms,
             order_service: None,
             consumers: HashMap::new(),
+            consumer_env: Vec::new(),
             logs: tempfile::tempdir().expect("a temporary directory"),
             http: reqwest::Client::new(),
         }
@@ -103,6 +106,7 @@ impl Fleet {
             ("LOCK_TTL_MS", self.lock_ttl_ms.to_string()),
             ("APPLY_DELAY_MS", apply_delay_ms.to_string()),
         ]);
+        env.extend(self.consumer_env.iter().cloned());
         let process = ChildProcess::spawn(
             name,
             &workspace_binary("inventory-consumer"),

@@ -86,6 +86,28 @@ both_modes!(
     malformed_messages_between_good_ones,
 );
 
+/// Pub/Sub only (streams reads what it can take): consumers whose intake queue holds 16
+/// messages and which take 2 ms per order cannot keep up with the load, so they shed; the shed
+/// orders are applied from the pending index all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_burst_beyond_the_intake_capacity() {
+    let mut fleet = Fleet::new(DeliveryMode::Pubsub, LOCK_TTL_MS, false).await;
+    fleet
+        .consumer_env
+        .push(("INTAKE_CAPACITY", "16".to_owned()));
+    fleet.start_order_service().await;
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 2).await;
+    }
+    let initial = stock(&fleet, 1_000_000).await;
+    let report = place(&fleet, orders("burst", 2_000, &ITEMS)).await;
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert_eq!(v.applied, 2_000, "{}", v.summary());
+    let shed = fleet.fleet_metric("eo_consumer_messages_shed_total").await;
+    assert!(shed > 0.0, "nothing was shed: {}", v.summary());
+}
+
 async fn three_consumers_ten_thousand_orders(mode: DeliveryMode) {
     let fleet = Fleet::start(mode, 3, LOCK_TTL_MS).await;
     let initial = stock(&fleet, 1_000_000).await;
