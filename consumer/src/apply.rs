@@ -164,7 +164,7 @@ async fn hand_back(ctx: &Context, deliveries: &[Delivery]) {
         if let Holding::Lease { token } = &d.holding {
             pipe.invoke_script(
                 scripts::RELEASE
-                    .key(ctx.keys.lock(&d.message.id))
+                    .key(ctx.keys.lock(&d.message.order_id))
                     .arg(token),
             )
             .ignore();

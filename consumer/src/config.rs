@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use protocol::env::{self, DEFAULT_LOCK_TTL_MS};
+use protocol::env::{self, DEFAULT_LOCK_TTL_MS, DEFAULT_RETENTION_SECS};
 use service::RedisArgs;
 
 #[derive(Debug, Clone, Parser)]
@@ -27,6 +27,12 @@ pub struct Config {
     /// This replica's name in logs, order records and the consumer group [default: hostname].
     #[arg(long, env = env::CONSUMER_NAME)]
     pub consumer_name: Option<String>,
+
+    /// How long an order's record (its done marker, and the idempotency key of its orderId) is
+    /// kept once the order is done, in seconds. Longer than any redelivery can arrive.
+    #[arg(long, env = "RETENTION_SECS", default_value_t = DEFAULT_RETENTION_SECS,
+          value_parser = clap::value_parser!(u64).range(60..))]
+    pub retention_secs: u64,
 
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = env::HTTP_ADDR, default_value = "0.0.0.0:8080")]
@@ -73,6 +79,10 @@ impl Config {
     /// happens soon after the lease ends, rarely enough to cost nothing at rest.
     pub fn recovery_interval(&self) -> Duration {
         (self.lock_ttl() / 2).max(Duration::from_millis(50))
+    }
+
+    pub fn retention_ms(&self) -> u64 {
+        self.retention_secs.saturating_mul(1000)
     }
 
     pub fn apply_delay(&self) -> Option<Duration> {

@@ -52,6 +52,6 @@ impl Context {
     }
 
     pub fn retention_ms(&self) -> u64 {
-        self.config.redis.retention_ms()
+        self.config.retention_ms()
     }
 }

@@ -44,7 +44,7 @@ pub async fn take_leases(
     let mut pipe = redis::pipe();
     for (m, token) in messages.iter().zip(&tokens) {
         pipe.cmd("SET")
-            .arg(ctx.keys.lock(&m.id))
+            .arg(ctx.keys.lock(&m.order_id))
             .arg(token)
             .arg("NX")
             .arg("PX")

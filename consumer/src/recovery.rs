@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use protocol::order::EventId;
+use protocol::order::OrderId;
 use protocol::record;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -74,27 +74,27 @@ async fn redrive_ids(
 ) -> redis::RedisResult<()> {
     let mut conn = ctx.conn.clone();
     let mut stale: Vec<&str> = Vec::new();
-    let mut events = Vec::with_capacity(ids.len());
+    let mut orders = Vec::with_capacity(ids.len());
     for id in ids {
-        match EventId::parse("pending id", id) {
-            Ok(event) => events.push(event),
+        match OrderId::parse("pending orderId", id) {
+            Ok(order) => orders.push(order),
             Err(_) => stale.push(id),
         }
     }
     let mut pipe = redis::pipe();
-    for event in &events {
-        pipe.hget(ctx.keys.order(event), record::field::MESSAGE);
+    for order in &orders {
+        pipe.hget(ctx.keys.order(order), record::field::MESSAGE);
     }
     let payloads: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
-    let mut messages = Vec::with_capacity(events.len());
-    for (event, payload) in events.iter().zip(payloads) {
+    let mut messages = Vec::with_capacity(orders.len());
+    for (order, payload) in orders.iter().zip(payloads) {
         match payload.map(|p| parse_or_report(ctx, &p)) {
             Some(Ok(message)) => messages.push(message),
             // The record outlived its retention, or cannot be read: no replica can ever apply
             // it, so keeping it pending would only re-drive it forever.
             None | Some(Err(_)) => {
-                tracing::warn!(consumer = %ctx.name, event_id = %event, "pending order has no readable record; dropped from the pending index");
-                stale.push(event.as_str());
+                tracing::warn!(consumer = %ctx.name, order_id = %order, "pending order has no readable record; dropped from the pending index");
+                stale.push(order.as_str());
             }
         }
     }

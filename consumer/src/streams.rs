@@ -171,7 +171,8 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
         .arg(ctx.config.batch_size)
         .query_async(&mut conn)
         .await?;
-    let pending: i64 = conn.zcard(ctx.keys.pending()).await?;
+    // Applied entries are deleted, so what the stream holds is what is not done yet.
+    let pending: i64 = conn.xlen(&stream).await?;
     ctx.metrics.pending_orders.set(pending);
     if idle.is_empty() {
         return Ok(());

@@ -46,20 +46,12 @@ pub fn start(
     conn: ConnectionManager,
     keys: Keys,
     mode: DeliveryMode,
-    retention_ms: u64,
 ) -> (Accepter, impl Future<Output = ()>) {
     let (requests, mut queue) = mpsc::channel::<(OrderMessage, Reply)>(4 * MAX_BATCH);
     let task = async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            commit(
-                &mut conn.clone(),
-                &keys,
-                mode,
-                retention_ms,
-                std::mem::take(&mut batch),
-            )
-            .await;
+            commit(&mut conn.clone(), &keys, mode, std::mem::take(&mut batch)).await;
         }
     };
     (Accepter { requests }, task)
@@ -69,11 +61,10 @@ async fn commit(
     conn: &mut ConnectionManager,
     keys: &Keys,
     mode: DeliveryMode,
-    retention_ms: u64,
     batch: Vec<(OrderMessage, Reply)>,
 ) {
     let messages: Vec<&OrderMessage> = batch.iter().map(|(m, _)| m).collect();
-    let invocation = scripts::accept_invocation(keys, mode, retention_ms, &messages);
+    let invocation = scripts::accept_invocation(keys, mode, &messages);
     let mut pipe = redis::pipe();
     pipe.invoke_script(&invocation);
     let result = scripts::query_pipeline::<(redis::Value,)>(conn, &pipe)

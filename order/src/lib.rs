@@ -30,8 +30,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         conn: conn.clone(),
         keys: keys.clone(),
     };
-    let (accepter, group_commit) =
-        group_commit::start(conn, keys, redis.delivery_mode, redis.retention_ms());
+    let (accepter, group_commit) = group_commit::start(conn, keys, redis.delivery_mode);
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let readiness = Readiness::default();

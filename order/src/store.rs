@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use protocol::Keys;
-use protocol::order::{EventId, ItemId, OrderId};
+use protocol::order::{ItemId, OrderId};
 use protocol::record::OrderRecord;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -17,23 +17,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// An order by the client's orderId, or else by its event id (orders from starting-design
-    /// publishers have only the latter).
+    /// An order by the client's orderId (for orders from starting-design publishers without
+    /// one, their event id is their orderId).
     pub async fn order(&self, id: &str) -> Result<Option<OrderRecord>, ApiError> {
-        let mut conn = self.conn.clone();
-        let mut event_id: Option<String> = None;
-        if let Ok(order_id) = OrderId::parse("orderId", id) {
-            event_id = conn.hget(self.keys.order_id(&order_id), "id").await?;
-        }
-        let event_id = match event_id {
-            Some(found) => found,
-            None => id.to_owned(),
-        };
-        let Ok(event) = EventId::parse("id", &event_id) else {
+        let Ok(order_id) = OrderId::parse("orderId", id) else {
             return Ok(None);
         };
-        let hash: HashMap<String, String> = conn.hgetall(self.keys.order(&event)).await?;
-        Ok(OrderRecord::from_hash(event.as_str(), hash))
+        let hash: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.keys.order(&order_id))
+            .await?;
+        Ok(OrderRecord::from_hash(order_id.as_str(), hash))
     }
 
     pub async fn inventory(&self) -> Result<HashMap<String, i64>, ApiError> {

@@ -2,7 +2,7 @@
 //! script touches then live in one slot (Redis Cluster), and two fleets on different channels
 //! never share a key.
 
-use crate::order::{EventId, OrderId};
+use crate::order::OrderId;
 
 /// A Redis channel name that is also safe inside a key: 1 to 128 characters of
 /// `[A-Za-z0-9._:-]`. Braces would break the hash tag; spaces and glob characters make channel
@@ -68,8 +68,10 @@ impl Keys {
         format!("{}inventory", self.prefix)
     }
 
-    /// Hash: the durable record of one order event and its done marker (`status`).
-    pub fn order(&self, id: &EventId) -> String {
+    /// Hash: the durable record of one order (by the client's orderId, which is what makes a
+    /// retry idempotent): its event id, items and message, its status (the done marker) and how
+    /// it ended.
+    pub fn order(&self, id: &OrderId) -> String {
         format!("{}{id}", self.order_prefix())
     }
 
@@ -78,18 +80,14 @@ impl Keys {
         format!("{}order:", self.prefix)
     }
 
-    /// Hash: the event id given to a client's orderId, and its items, for idempotent retries.
-    pub fn order_id(&self, id: &OrderId) -> String {
-        format!("{}order-id:{id}", self.prefix)
-    }
-
-    /// Sorted set of event ids accepted and not yet done, scored by accept time (ms).
+    /// Pub/Sub mode: sorted set of the orderIds accepted and not yet done, scored by accept time
+    /// (ms); what re-drive works from. (In streams mode the stream is that record.)
     pub fn pending(&self) -> String {
         format!("{}pending", self.prefix)
     }
 
     /// The pubsub-mode lease on one order: a random token, expiring after the lock TTL.
-    pub fn lock(&self, id: &EventId) -> String {
+    pub fn lock(&self, id: &OrderId) -> String {
         format!("{}lock:{id}", self.prefix)
     }
 
@@ -111,13 +109,11 @@ mod tests {
     #[test]
     fn every_key_carries_the_channel_hash_tag() {
         let keys = Keys::new(&"order_updates".parse().unwrap());
-        let id = EventId::parse("id", "e1").unwrap();
-        let order_id = OrderId::parse("orderId", "29").unwrap();
+        let id = OrderId::parse("orderId", "29").unwrap();
         for key in [
             keys.inventory(),
             keys.order(&id),
             keys.order_prefix(),
-            keys.order_id(&order_id),
             keys.pending(),
             keys.lock(&id),
             keys.stream(),
@@ -125,7 +121,8 @@ mod tests {
         ] {
             assert!(key.starts_with("eo:{order_updates}:"), "{key}");
         }
-        assert_eq!(keys.lock(&id), "eo:{order_updates}:lock:e1");
+        assert_eq!(keys.lock(&id), "eo:{order_updates}:lock:29");
+        assert_eq!(keys.order(&id), "eo:{order_updates}:order:29");
         assert!(keys.order(&id).starts_with(&keys.order_prefix()));
     }
 

@@ -1,5 +1,6 @@
-//! The durable record of one order event as stored in its hash: written by the accept and apply
-//! scripts, read by the order service (`GET /orders/..`) and by the consumers' re-drive.
+//! The durable record of one order as stored in its hash (keyed by orderId, see
+//! `Keys::order`): written by the accept and apply scripts, read by the order service
+//! (`GET /orders/..`) and by the consumers' re-drive.
 
 use std::collections::HashMap;
 
@@ -7,7 +8,8 @@ use serde::Serialize;
 
 /// Hash fields, named once for the Rust side (the Lua scripts use the same literals).
 pub mod field {
-    pub const ORDER_ID: &str = "orderId";
+    pub const ID: &str = "id";
+    pub const ITEMS: &str = "items";
     pub const MESSAGE: &str = "message";
     pub const STATUS: &str = "status";
     pub const ACCEPTED_AT: &str = "acceptedAt";
@@ -44,8 +46,9 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    /// `None` when the hash is empty (no such order, or its retention ran out).
-    pub fn from_hash(id: &str, mut hash: HashMap<String, String>) -> Option<Self> {
+    /// The record of `order_id`; `None` when the hash is empty (no such order, or its
+    /// retention ran out).
+    pub fn from_hash(order_id: &str, mut hash: HashMap<String, String>) -> Option<Self> {
         let status = match hash.get(field::STATUS)?.as_str() {
             "applied" => Status::Applied,
             "rejected" => Status::Rejected,
@@ -53,10 +56,10 @@ impl OrderRecord {
         };
         let ms = |h: &HashMap<String, String>, f: &str| h.get(f).and_then(|v| v.parse().ok());
         Some(OrderRecord {
-            id: id.to_owned(),
+            id: hash.remove(field::ID).unwrap_or_default(),
             accepted_at_ms: ms(&hash, field::ACCEPTED_AT),
             done_at_ms: ms(&hash, field::DONE_AT),
-            order_id: hash.remove(field::ORDER_ID).unwrap_or_default(),
+            order_id: order_id.to_owned(),
             status,
             consumer: hash.remove(field::CONSUMER),
             reason: hash.remove(field::REASON),
@@ -72,7 +75,7 @@ mod tests {
     #[test]
     fn reads_an_applied_record_and_an_absent_one() {
         let hash: HashMap<String, String> = [
-            ("orderId", "29"),
+            ("id", "e1"),
             ("status", "applied"),
             ("acceptedAt", "10"),
             ("doneAt", "12"),
@@ -82,13 +85,14 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let rec = OrderRecord::from_hash("e1", hash).unwrap();
+        let rec = OrderRecord::from_hash("29", hash).unwrap();
         assert_eq!(rec.status, Status::Applied);
+        assert_eq!((rec.id.as_str(), rec.order_id.as_str()), ("e1", "29"));
         assert_eq!((rec.accepted_at_ms, rec.done_at_ms), (Some(10), Some(12)));
         let json = serde_json::to_value(&rec).unwrap();
         assert_eq!(json["status"], "applied");
         assert_eq!(json["consumer"], "c-0");
         assert!(json.get("message").is_none());
-        assert_eq!(OrderRecord::from_hash("e1", HashMap::new()), None);
+        assert_eq!(OrderRecord::from_hash("29", HashMap::new()), None);
     }
 }

@@ -72,8 +72,7 @@ pub fn apply_invocation<'a>(
     inv.arg(consumer).arg(retention_ms).arg(group.unwrap_or(""));
     for order in orders {
         let message = order.message;
-        inv.key(keys.order(&message.id))
-            .key(keys.order_id(&message.order_id));
+        inv.key(keys.order(&message.order_id));
         let totals = message.items.totals();
         inv.arg(message.id.as_str())
             .arg(order.entry_id.unwrap_or(""))
@@ -185,17 +184,13 @@ pub enum AcceptOutcome {
 pub fn accept_invocation<'a>(
     keys: &Keys,
     mode: DeliveryMode,
-    retention_ms: u64,
     messages: &[&OrderMessage],
 ) -> ScriptInvocation<'a> {
     let mut inv = ACCEPT.prepare_invoke();
     inv.key(keys.pending()).key(keys.stream());
-    inv.arg(retention_ms)
-        .arg(mode.as_str())
-        .arg(keys.channel().as_str());
+    inv.arg(mode.as_str()).arg(keys.channel().as_str());
     for message in messages {
-        inv.key(keys.order_id(&message.order_id))
-            .key(keys.order(&message.id));
+        inv.key(keys.order(&message.order_id));
         inv.arg(message.id.as_str())
             .arg(message.order_id.as_str())
             .arg(message.items.canonical_json())

@@ -1,11 +1,11 @@
 //! What the order service and the consumers both need to find the fleet's orders: the Redis
-//! URL, the channel (which also names the keys), the delivery mode and the retention, as flags
+//! URL, the channel (which also names the keys), and the delivery mode, as flags
 //! and environment variables, plus the one way both open their Redis connection.
 
 use std::time::Duration;
 
 use clap::Args;
-use protocol::env::{self, DEFAULT_CHANNEL, DEFAULT_RETENTION_SECS};
+use protocol::env::{self, DEFAULT_CHANNEL};
 use protocol::{Channel, DeliveryMode};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -23,11 +23,6 @@ pub struct RedisArgs {
     /// service and its consumers must agree.
     #[arg(long, env = env::DELIVERY_MODE, default_value = "pubsub")]
     pub delivery_mode: DeliveryMode,
-
-    /// How long order records, done markers and idempotency keys are kept, in seconds.
-    #[arg(long, env = "RETENTION_SECS", default_value_t = DEFAULT_RETENTION_SECS,
-          value_parser = clap::value_parser!(u64).range(60..))]
-    pub retention_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +33,6 @@ pub struct BadRedisUrl {
 }
 
 impl RedisArgs {
-    pub fn retention_ms(&self) -> u64 {
-        self.retention_secs.saturating_mul(1000)
-    }
-
     pub fn client(&self) -> Result<redis::Client, BadRedisUrl> {
         redis::Client::open(self.redis_url.as_str()).map_err(|source| BadRedisUrl {
             url: self.redis_url.clone(),

@@ -194,7 +194,7 @@ async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Durat
                     })
                     .collect();
                 let refs: Vec<&OrderMessage> = messages.iter().collect();
-                let invocation = scripts::accept_invocation(&keys, mode, 3_600_000, &refs);
+                let invocation = scripts::accept_invocation(&keys, mode, &refs);
                 let mut pipe = redis::pipe();
                 pipe.invoke_script(&invocation).ignore();
                 let () = scripts::query_pipeline(&mut conn, &pipe)
@@ -209,13 +209,17 @@ async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Durat
     started.elapsed()
 }
 
-/// Waits until nothing is pending and the fleet has applied `n` orders.
+/// Waits until no order is waiting: the pending index (pubsub) or the stream (streams: applied
+/// entries are deleted) is empty.
 async fn wait_drained(fleet: &Fleet, n: usize) -> Duration {
     let started = Instant::now();
     let mut conn = fleet.redis.connection().await;
-    let pending_key = fleet.keys().pending();
+    let keys = fleet.keys();
     loop {
-        let pending: usize = conn.zcard(&pending_key).await.unwrap();
+        let pending: usize = match fleet.mode {
+            DeliveryMode::Pubsub => conn.zcard(keys.pending()).await.unwrap(),
+            DeliveryMode::Streams => conn.xlen(keys.stream()).await.unwrap(),
+        };
         if pending == 0 {
             return started.elapsed();
         }
@@ -284,24 +288,21 @@ async fn latency(fleet: &Fleet, mode: DeliveryMode) -> (u64, u64, usize) {
                     .await
                     .expect("POST /orders");
                 assert_eq!(resp.status(), 202);
-                let answer: serde_json::Value = resp.json().await.unwrap();
-                answer["id"].as_str().unwrap().to_owned()
             }));
         }
     }
-    let mut ids = Vec::with_capacity(total);
     for t in tasks {
-        ids.push(t.await.unwrap());
+        t.await.unwrap();
     }
     wait_drained(fleet, total).await;
     let mut conn = fleet.redis.connection().await;
     let keys = fleet.keys();
     let mut latencies = Vec::with_capacity(total);
-    for chunk in ids.chunks(1000) {
+    for chunk in specs.chunks(1000) {
         let mut pipe = redis::pipe();
-        for id in chunk {
+        for spec in chunk {
             pipe.cmd("HMGET")
-                .arg(keys.order(&EventId::parse("id", id).unwrap()))
+                .arg(keys.order(&OrderId::parse("orderId", &spec.order_id).unwrap()))
                 .arg("acceptedAt")
                 .arg("doneAt");
         }

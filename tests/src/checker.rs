@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use protocol::order::EventId;
-use protocol::record::{OrderRecord, Status};
+use protocol::order::OrderId;
+use protocol::record::{OrderRecord, Status, field};
 use protocol::{Keys, OrderMessage};
 use redis::AsyncCommands;
 
@@ -65,22 +65,16 @@ pub async fn check(
     let mut not_done = Vec::new();
     loop {
         not_done.clear();
-        let ids: Vec<(&String, &String)> = report
-            .accepted
-            .iter()
-            .map(|(oid, (eid, _))| (oid, eid))
-            .collect();
+        let ids: Vec<&String> = report.accepted.keys().collect();
         for chunk in ids.chunks(1000) {
             let mut pipe = redis::pipe();
-            for (_, eid) in chunk {
-                pipe.hget(
-                    keys.order(&EventId::parse("id", eid).expect("the service gives valid ids")),
-                    "status",
-                );
+            for oid in chunk {
+                let oid = OrderId::parse("orderId", oid).expect("the load uses valid orderIds");
+                pipe.hget(keys.order(&oid), field::STATUS);
             }
             let statuses: Vec<Option<String>> =
                 pipe.query_async(conn).await.expect("reading statuses");
-            for ((oid, _), status) in chunk.iter().zip(statuses) {
+            for (oid, status) in chunk.iter().zip(statuses) {
                 if !matches!(status.as_deref(), Some("applied" | "rejected")) {
                     not_done.push((*oid).clone());
                 }

@@ -89,7 +89,7 @@ async fn an_order_redis_refuses_does_not_stop_the_ones_behind_it() {
     let broken = order("broken", &[("a", 1)]);
     // A record key of the wrong type: every read of it fails with WRONGTYPE.
     let _: () = conn
-        .set(keys.order(&broken.id), "not a hash")
+        .set(keys.order(&broken.order_id), "not a hash")
         .await
         .unwrap();
 
@@ -106,4 +106,60 @@ async fn an_order_redis_refuses_does_not_stop_the_ones_behind_it() {
     );
     let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
     assert_eq!(left, 8, "the refused order took nothing");
+}
+
+#[tokio::test]
+async fn a_stock_value_that_is_not_a_whole_number_fails_only_the_orders_that_need_it() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn
+        .hset_multiple(keys.inventory(), &[("a", "10"), ("b", "1.5")])
+        .await
+        .unwrap();
+
+    let batch = [
+        order("needs-b", &[("a", 1), ("b", 1)]),
+        order("only-a", &[("a", 2)]),
+    ];
+    let outcomes = apply(&mut conn, &keys, &batch).await;
+    assert_eq!(labels(&outcomes), ["error", "applied"]);
+    assert!(
+        matches!(&outcomes[0], ApplyOutcome::Failed { error } if error.contains("item b is not a whole number")),
+        "{outcomes:?}"
+    );
+    let stock: HashMap<String, String> = conn.hgetall(keys.inventory()).await.unwrap();
+    assert_eq!((stock["a"].as_str(), stock["b"].as_str()), ("8", "1.5"));
+    let status: Option<String> = conn
+        .hget(keys.order(&batch[0].order_id), "status")
+        .await
+        .unwrap();
+    assert_eq!(status, None, "the failed order left no done marker");
+}
+
+#[tokio::test]
+async fn an_order_without_a_record_gets_one_when_applied() {
+    // A starting-design publisher sends straight to the channel: no accept, so no record.
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn.hset(keys.inventory(), "a", 3).await.unwrap();
+    let raw = order("1732700000123", &[("a", 1)]);
+    assert_eq!(
+        labels(&apply(&mut conn, &keys, &[raw.clone()]).await),
+        ["applied"]
+    );
+    let record: HashMap<String, String> = conn.hgetall(keys.order(&raw.order_id)).await.unwrap();
+    assert_eq!(record["id"], "1732700000123");
+    assert_eq!(record["status"], "applied");
+    assert_eq!(record["consumer"], "tester");
+    assert_eq!(
+        OrderMessage::parse(record["message"].as_bytes()).unwrap(),
+        raw
+    );
+    let ttl: i64 = conn.pttl(keys.order(&raw.order_id)).await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 60_000,
+        "the record expires after the retention: {ttl}"
+    );
 }

@@ -2,41 +2,50 @@
 -- hand it to the consumers in one atomic step, so a client never gets 202 for an order that is
 -- not recorded, and a recorded order is always delivered. An orderId seen before (earlier, or
 -- earlier in this batch) is not recorded again: its event id and items are returned instead.
--- KEYS: 1 pending (zset), 2 stream, then per order: order-id index (hash), order record (hash)
--- ARGV: 1 retention ms, 2 delivery mode (pubsub|streams), 3 channel, then per order:
+-- The record gets its expiry when the order is done (apply.lua): until then it must stay.
+-- Every command here costs Redis time on the hot path, so the write set is the least that keeps
+-- the promise: one record per order, its delivery, and (pubsub) one pending-index entry, added
+-- for the whole batch in one ZADD.
+-- KEYS: 1 pending (zset), 2 stream, then per order: order record (hash)
+-- ARGV: 1 delivery mode (pubsub|streams), 2 channel, then per order:
 --       event id, order id, canonical items, message JSON
 -- Returns three strings per order: 'accepted', event id, accept time (ms)
 --                               or 'exists', the earlier event id, its canonical items.
 local pending, stream = KEYS[1], KEYS[2]
-local retention, mode, channel = ARGV[1], ARGV[2], ARGV[3]
+local mode, channel = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 
 local out = {}
-local a = 4
-for k = 3, #KEYS, 2 do
-  local index, record = KEYS[k], KEYS[k + 1]
+local waiting = {}
+local a = 3
+for k = 3, #KEYS do
+  local record = KEYS[k]
   local id, order_id, items, message = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   a = a + 4
-  local existing = redis.call('HMGET', index, 'id', 'items')
+  local existing = redis.call('HMGET', record, 'id', 'items')
   if existing[1] then
     out[#out + 1] = 'exists'
     out[#out + 1] = existing[1]
     out[#out + 1] = existing[2] or ''
   else
-    redis.call('HSET', index, 'id', id, 'items', items)
-    redis.call('PEXPIRE', index, retention)
-    redis.call('HSET', record, 'orderId', order_id, 'message', message, 'status', 'accepted', 'acceptedAt', now)
-    redis.call('PEXPIRE', record, retention)
-    redis.call('ZADD', pending, now, id)
+    redis.call('HSET', record, 'id', id, 'items', items, 'message', message,
+      'status', 'accepted', 'acceptedAt', now)
     if mode == 'streams' then
+      -- The stream and its consumer group's pending list are the delivery record here.
       redis.call('XADD', stream, '*', 'order', message)
     else
       redis.call('PUBLISH', channel, message)
+      waiting[#waiting + 1] = now
+      waiting[#waiting + 1] = order_id
     end
     out[#out + 1] = 'accepted'
     out[#out + 1] = id
     out[#out + 1] = now
   end
+end
+-- In slices: Lua's unpack is limited to a few thousand values.
+for i = 1, #waiting, 512 do
+  redis.call('ZADD', pending, unpack(waiting, i, math.min(i + 511, #waiting)))
 end
 return out

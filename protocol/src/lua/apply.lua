@@ -1,12 +1,14 @@
 -- Apply a batch of order events, each exactly once: one script call serves a whole batch, and
--- each order in it is atomic and idempotent on its own. For each order: if the event is already
--- done, report how it ended; otherwise check every line against stock and take all of them or
--- none, then record the outcome and the done marker (holes 1 and 6).
+-- each order in it is atomic and idempotent on its own. For each order: if it is already done,
+-- report how it ended; otherwise check every line against stock and take all of them or none,
+-- then record the outcome, which is also the done marker (holes 1 and 6).
+-- The whole script is atomic, so the stock is read once for the batch, kept in a table while
+-- the orders are decided one after another, and the total taken per item written at the end:
+-- the same result as order-by-order commands, with a handful of commands per batch.
 -- A pubsub lease is deliberately left to expire rather than deleted here: deleting it is what let
 -- a late replica of the starting design take the order again; until it expires, late replicas
 -- skip the order with one failed SET NX, and after that the done marker stops them.
--- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, then per order: order record (hash),
---       order-id index (hash)
+-- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, then per order: order record (hash)
 -- ARGV: 1 consumer, 2 retention ms, 3 stream group ('' if not from a stream), then per order:
 --       event id, stream entry id ('' if none), order id, message JSON, number of items n,
 --       then n pairs of item id, quantity (lines already summed per item)
@@ -18,70 +20,130 @@ local consumer, retention, group = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 
-local function settle(entry)
-  if group ~= '' and entry ~= '' then
-    redis.call('XACK', stream, group, entry)
-    redis.call('XDEL', stream, entry)
+-- Where each order's arguments start, and every item the batch names.
+local starts, names, seen = {}, {}, {}
+local a = 4
+for k = 4, #KEYS do
+  starts[k] = a
+  for i = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4]), 2 do
+    if not seen[ARGV[i]] then
+      seen[ARGV[i]] = true
+      names[#names + 1] = ARGV[i]
+    end
+  end
+  a = a + 5 + 2 * tonumber(ARGV[a + 4])
+end
+
+-- Stock of every item named: a whole number, or absent (none). A broken inventory (a key of
+-- the wrong type, a value that is not a whole number) fails the orders that need it, and
+-- changes nothing.
+local stock, taken, stock_error = {}, {}, nil
+if #names > 0 then
+  local ok, values = pcall(redis.call, 'HMGET', inventory, unpack(names))
+  if not ok then
+    stock_error = type(values) == 'table' and values.err or tostring(values)
+  else
+    for i, name in ipairs(names) do
+      local v = values[i]
+      -- At most 18 digits: HINCRBY works on 64-bit integers, and the end of this script
+      -- must not fail.
+      if v and not (string.match(v, '^%-?%d+$') and #v <= 18) then
+        stock[name] = 'stock of item ' .. name .. ' is not a whole number Redis can decrement: ' .. v
+      else
+        stock[name] = tonumber(v or '0')
+      end
+    end
   end
 end
 
--- Every read that could fail (a key of the wrong type) comes before the first write, so an
--- order that errors has changed nothing.
-local function apply(record, index, id, entry, order_id, message, first, last)
-  local done = redis.call('HMGET', record, 'status', 'consumer')
-  if done[1] == 'applied' or done[1] == 'rejected' then
-    settle(entry)
-    return {'duplicate', done[1], done[2] or ''}
+local settled_entries, done_ids = {}, {}
+
+local function apply(record, id, entry, order_id, message, first, last)
+  local rec = redis.call('HMGET', record, 'status', 'consumer', 'id')
+  if rec[1] == 'applied' or rec[1] == 'rejected' then
+    done_ids[#done_ids + 1] = order_id
+    settled_entries[#settled_entries + 1] = entry
+    return {'duplicate', rec[1], rec[2] or ''}
+  end
+  if stock_error then
+    error(stock_error, 0)
   end
   local shortage = false
   for i = first, last, 2 do
-    local have = tonumber(redis.call('HGET', inventory, ARGV[i]) or '0') or 0
-    local want = tonumber(ARGV[i + 1])
-    if have < want then
+    local have, want = stock[ARGV[i]], tonumber(ARGV[i + 1])
+    if type(have) == 'string' then
+      error(have, 0)
+    end
+    if not shortage and have < want then
       shortage = 'insufficient stock for item ' .. ARGV[i] .. ': ordered ' .. want .. ', in stock ' .. have
-      break
     end
   end
-  local outcome = 'applied'
+  local outcome = shortage and 'rejected' or 'applied'
+  local fields = {'status', outcome, 'consumer', consumer, 'doneAt', now}
   if shortage then
-    outcome = 'rejected'
-  else
-    for i = first, last, 2 do
-      redis.call('HINCRBY', inventory, ARGV[i], -tonumber(ARGV[i + 1]))
+    fields[#fields + 1] = 'reason'
+    fields[#fields + 1] = shortage
+  end
+  -- An order from a starting-design publisher has no record yet: keep its message so readers
+  -- find it like any other.
+  if not rec[3] then
+    for _, v in ipairs({'id', id, 'message', message, 'acceptedAt', now}) do
+      fields[#fields + 1] = v
     end
   end
-  redis.call('HSET', record, 'status', outcome, 'consumer', consumer, 'doneAt', now, 'orderId', order_id)
-  if shortage then
-    redis.call('HSET', record, 'reason', shortage)
-  end
-  -- An order from a starting-design publisher has no record yet: keep its message, and index
-  -- its orderId, so readers find it like any other.
-  if redis.call('HSETNX', record, 'message', message) == 1 then
-    redis.call('HSETNX', index, 'id', id)
-    redis.call('PEXPIRE', index, retention)
-  end
+  redis.call('HSET', record, unpack(fields))
   redis.call('PEXPIRE', record, retention)
-  redis.call('ZREM', pending, id)
-  settle(entry)
+  -- Only now that the record is written does the order count against the stock.
+  if not shortage then
+    for i = first, last, 2 do
+      local item, want = ARGV[i], tonumber(ARGV[i + 1])
+      stock[item] = stock[item] - want
+      taken[item] = (taken[item] or 0) + want
+    end
+  end
+  done_ids[#done_ids + 1] = order_id
+  settled_entries[#settled_entries + 1] = entry
   return {outcome, shortage or '', now}
 end
 
 local out = {}
-local a = 4
-for k = 4, #KEYS, 2 do
-  local id, entry, order_id, message = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+for k = 4, #KEYS do
+  a = starts[k]
   local first = a + 5
   local last = a + 4 + 2 * tonumber(ARGV[a + 4])
-  a = last + 1
   -- One order's error (a key of the wrong type) must not stop the orders behind it.
-  local ok, result = pcall(apply, KEYS[k], KEYS[k + 1], id, entry, order_id, message, first, last)
+  local ok, result = pcall(apply, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], first, last)
   if not ok then
-    -- redis.call raises a table {err = ...}; a Lua fault raises a string.
+    -- redis.call raises a table {err = ...}; error() and Lua faults raise a string.
     local reason = type(result) == 'table' and result.err or tostring(result)
     result = {'error', reason, ''}
   end
   for _, v in ipairs(result) do
     out[#out + 1] = v
   end
+end
+
+-- The batch's writes that are not per order. None of them can fail now: the inventory is a
+-- hash (it was read as one), every value taken from was a whole number.
+for item, n in pairs(taken) do
+  redis.call('HINCRBY', inventory, item, -n)
+end
+-- In slices: Lua's unpack is limited to a few thousand values.
+local function each_slice(list, f)
+  for i = 1, #list, 512 do
+    f(unpack(list, i, math.min(i + 511, #list)))
+  end
+end
+if group ~= '' then
+  local entries = {}
+  for _, e in ipairs(settled_entries) do
+    if e ~= '' then entries[#entries + 1] = e end
+  end
+  each_slice(entries, function(...)
+    redis.call('XACK', stream, group, ...)
+    redis.call('XDEL', stream, ...)
+  end)
+else
+  each_slice(done_ids, function(...) redis.call('ZREM', pending, ...) end)
 end
 return out
