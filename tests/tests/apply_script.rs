@@ -146,7 +146,7 @@ async fn an_order_without_a_record_gets_one_when_applied() {
     let _: () = conn.hset(keys.inventory(), "a", 3).await.unwrap();
     let raw = order("1732700000123", &[("a", 1)]);
     assert_eq!(
-        labels(&apply(&mut conn, &keys, &[raw.clone()]).await),
+        labels(&apply(&mut conn, &keys, std::slice::from_ref(&raw)).await),
         ["applied"]
     );
     let record: HashMap<String, String> = conn.hgetall(keys.order(&raw.order_id)).await.unwrap();
