@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
@@ -30,39 +30,53 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     let mut pubsub = ctx.client.get_async_pubsub().await?;
     pubsub.subscribe(ctx.keys.channel().as_str()).await?;
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), "subscribed");
-    let (queue, mut intake) = mpsc::channel(ctx.config.intake_capacity as usize);
+    let (queue, intake) = mpsc::channel(ctx.config.intake_capacity as usize);
+    let intake = Mutex::new(intake);
     let shed = AtomicBool::new(false);
     let listen = listen(ctx, pubsub.into_on_message(), queue, &shed);
     let work = async {
         // Whatever was published before we listened is only in the pending index.
         recovery::redrive(ctx, None, shutdown).await?;
         ctx.readiness.set(true);
-        let batch_size = ctx.config.batch_size as usize;
-        let mut payloads = Vec::with_capacity(batch_size);
-        loop {
-            // Everything already queued, up to a batch, so one round trip serves many orders.
-            // Shutdown stops the taking; a batch already taken is finished (or handed back).
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = intake.recv_many(&mut payloads, batch_size) => {}
-            }
-            let orders = payloads
-                .drain(..)
-                .filter_map(|p| parse_or_report(ctx, &p).ok())
-                .collect();
-            let won = take_leases(ctx, orders, None).await;
-            apply_all(ctx, won, shutdown).await;
-            // Shed orders are only in the pending index. Once this replica has caught up, it
-            // takes them from there instead of leaving them to wait out the lock TTL.
-            if intake.is_empty() && shed.swap(false, Ordering::Relaxed) {
-                recovery::redrive(ctx, None, shutdown).await?;
-            }
-        }
+        let worker = || work(ctx, &intake, &shed, shutdown);
+        tokio::try_join!(worker(), worker()).map(|_| ())
     };
     // The listener only ends when the subscription does; the work ends on shutdown.
     tokio::select! {
         closed = listen => closed,
         done = work => done,
+    }
+}
+
+/// Takes batches from the intake queue and applies them, until shutdown. Two of these run, so
+/// one batch is being decided while the other waits on Redis.
+async fn work(
+    ctx: &Context,
+    intake: &Mutex<mpsc::Receiver<Vec<u8>>>,
+    shed: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> redis::RedisResult<()> {
+    let batch_size = ctx.config.batch_size as usize;
+    let mut payloads = Vec::with_capacity(batch_size);
+    loop {
+        // Everything already queued, up to a batch, so one round trip serves many orders.
+        // Shutdown stops the taking; a batch already taken is finished (or handed back).
+        let taken = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            taken = async { intake.lock().await.recv_many(&mut payloads, batch_size).await } => taken,
+        };
+        let orders = payloads
+            .drain(..)
+            .filter_map(|p| parse_or_report(ctx, &p).ok())
+            .collect();
+        let won = take_leases(ctx, orders, None).await;
+        apply_all(ctx, won, shutdown).await;
+        // Shed orders are only in the pending index. Once this replica has caught up (a batch
+        // short of full emptied the queue), it takes them from there instead of leaving them
+        // to wait out the lock TTL.
+        if taken < batch_size && shed.swap(false, Ordering::Relaxed) {
+            recovery::redrive(ctx, None, shutdown).await?;
+        }
     }
 }
 
