@@ -25,6 +25,7 @@ use redis::AsyncCommands;
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 const THROUGHPUT_ORDERS: usize = 100_000;
+const REFERENCE_SETS: usize = 200_000;
 const LATENCY_RATE: u64 = 2_000;
 const LATENCY_SECONDS: u64 = 10;
 
@@ -56,8 +57,14 @@ async fn main() {
 async fn bench_mode(mode: DeliveryMode) {
     println!("\n## mode {mode}, 3 consumers, lock TTL 5000 ms, redis-server without persistence");
     let mut fleet = Fleet::start(mode, 3, 5_000).await;
+    let redis_cpu = || fleet.redis.process().cpu_time().expect("redis-server runs");
+    let reference_cpu_before = redis_cpu();
     let reference = redis_benchmark_set(fleet.redis.port);
-    println!("reference redis-benchmark -q -t set -n 200000: {reference:.0} SET/s");
+    let set_cost = (redis_cpu() - reference_cpu_before).as_secs_f64() / REFERENCE_SETS as f64;
+    println!(
+        "reference redis-benchmark -q -t set -n {REFERENCE_SETS}: {reference:.0} SET/s, redis-server CPU {:.1} us per SET",
+        set_cost * 1e6
+    );
 
     let mut conn = fleet.redis.connection().await;
     let keys = fleet.keys();
@@ -102,6 +109,12 @@ async fn bench_mode(mode: DeliveryMode) {
         detail.join(", ")
     );
 
+    let redis_used = (cpu_after[0].1 - cpu_before[0].1).as_secs_f64();
+    println!(
+        "redis-server CPU per order: {:.1} us ({:.1}x a reference SET)",
+        redis_used / THROUGHPUT_ORDERS as f64 * 1e6,
+        redis_used / THROUGHPUT_ORDERS as f64 / set_cost
+    );
     let cpu: Vec<String> = cpu_after
         .iter()
         .zip(&cpu_before)
@@ -151,7 +164,8 @@ fn cpu_model() -> String {
 
 fn redis_benchmark_set(port: u16) -> f64 {
     let out = Command::new("redis-benchmark")
-        .args(["-q", "-t", "set", "-n", "200000", "-p", &port.to_string()])
+        .args(["-q", "-t", "set", "-n", &REFERENCE_SETS.to_string()])
+        .args(["-p", &port.to_string()])
         .output()
         .expect("redis-benchmark is installed with redis-tools");
     let text = String::from_utf8_lossy(&out.stdout);
