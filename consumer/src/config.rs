@@ -81,6 +81,13 @@ impl Config {
         (self.lock_ttl() / 2).max(Duration::from_millis(50))
     }
 
+    /// Streams mode: how long a consumer of the group with nothing pending must have been
+    /// silent before it counts as gone. Live consumers read every second; this is far beyond
+    /// any pause a live one survives (a stopped process, a long GC, a partition).
+    pub fn departed_after(&self) -> Duration {
+        (self.lock_ttl() * 10).max(Duration::from_secs(600))
+    }
+
     pub fn retention_ms(&self) -> u64 {
         self.retention_secs.saturating_mul(1000)
     }

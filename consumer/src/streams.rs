@@ -174,6 +174,7 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     // Applied entries are deleted, so what the stream holds is what is not done yet.
     let pending: i64 = conn.xlen(&stream).await?;
     ctx.metrics.pending_orders.set(pending);
+    forget_departed(ctx).await?;
     if idle.is_empty() {
         return Ok(());
     }
@@ -194,6 +195,21 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
             .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
             .await?;
         last_chance(ctx, claimed.ids, max).await;
+    }
+    Ok(())
+}
+
+/// Removes consumers that are gone (nothing pending, idle for long) from the group.
+async fn forget_departed(ctx: &Context) -> redis::RedisResult<()> {
+    let removed: Vec<String> = scripts::FORGET_CONSUMERS
+        .key(ctx.keys.stream())
+        .arg(CONSUMER_GROUP)
+        .arg(ctx.config.departed_after().as_millis() as u64)
+        .arg(&ctx.name)
+        .invoke_async(&mut ctx.conn.clone())
+        .await?;
+    for name in removed {
+        tracing::info!(consumer = %ctx.name, departed = %name, "removed a departed consumer from the group");
     }
     Ok(())
 }

@@ -18,12 +18,20 @@ pub static RELEASE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/release.lua")));
 pub static DEAD_LETTER: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/dead_letter.lua")));
+pub static FORGET_CONSUMERS: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/forget_consumers.lua")));
 
 /// Loads every script, for pipelines that send `EVALSHA` without the load-and-retry of
 /// `ScriptInvocation::invoke_async`.
 pub async fn load_all(conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
-    for script in [&*ACCEPT, &*APPLY, &*RELEASE, &*DEAD_LETTER] {
+    for script in [
+        &*ACCEPT,
+        &*APPLY,
+        &*RELEASE,
+        &*DEAD_LETTER,
+        &*FORGET_CONSUMERS,
+    ] {
         pipe.load_script(script).ignore();
     }
     pipe.query_async(conn).await

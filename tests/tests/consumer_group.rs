@@ -1,0 +1,88 @@
+//! The streams consumer group's housekeeping script against a real redis-server.
+
+use e2e::redis_server::RedisServer;
+use protocol::Keys;
+use protocol::group::ensure_consumer_group;
+use protocol::keys::CONSUMER_GROUP;
+use protocol::scripts;
+
+async fn consumers(conn: &mut redis::aio::MultiplexedConnection, keys: &Keys) -> Vec<String> {
+    let infos: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(keys.stream())
+        .arg(CONSUMER_GROUP)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut names: Vec<String> = infos
+        .into_iter()
+        .map(|info| {
+            let fields: Vec<redis::Value> = redis::from_redis_value(info).unwrap();
+            redis::from_redis_value(fields[1].clone()).unwrap()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs the script as consumer "me".
+async fn forget(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    min_idle_ms: u64,
+) -> Vec<String> {
+    scripts::FORGET_CONSUMERS
+        .key(keys.stream())
+        .arg(CONSUMER_GROUP)
+        .arg(min_idle_ms)
+        .arg("me")
+        .invoke_async(conn)
+        .await
+        .expect("the script runs")
+}
+
+#[tokio::test]
+async fn only_consumers_with_nothing_pending_are_forgotten() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    ensure_consumer_group(&mut conn, &keys).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(keys.stream())
+        .arg("*")
+        .arg("order")
+        .arg("{}")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // "holding" reads the entry and never acknowledges it; "gone" and "me" hold nothing.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(CONSUMER_GROUP)
+        .arg("holding")
+        .arg("STREAMS")
+        .arg(keys.stream())
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for name in ["gone", "me"] {
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(keys.stream())
+            .arg(CONSUMER_GROUP)
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(consumers(&mut conn, &keys).await, ["gone", "holding", "me"]);
+
+    // Nobody has been idle for an hour.
+    let removed = forget(&mut conn, &keys, 3_600_000).await;
+    assert!(removed.is_empty(), "{removed:?}");
+    // With no idle bar: the holder keeps its entry, the caller stays, the empty one goes.
+    let removed = forget(&mut conn, &keys, 0).await;
+    assert_eq!(removed, ["gone"]);
+    assert_eq!(consumers(&mut conn, &keys).await, ["holding", "me"]);
+}
