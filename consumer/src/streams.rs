@@ -8,6 +8,7 @@ use std::time::Duration;
 use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::message::STREAM_FIELD;
+use protocol::order::OrderId;
 use protocol::scripts::{self, ApplyOutcome};
 use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
@@ -62,9 +63,14 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     }
 }
 
-/// An entry that can never be applied: its id, payload and the reason, for the dead-letter
-/// stream.
-type Poisoned = (String, Vec<u8>, String);
+/// An entry that can never be applied, for the dead-letter stream.
+struct Poisoned {
+    entry_id: String,
+    payload: Vec<u8>,
+    reason: String,
+    /// The order it carries, when it parsed: its record is marked dead-lettered.
+    order_id: Option<OrderId>,
+}
 
 /// Turns an entry into a delivery, or says why it can never be one.
 fn to_delivery(
@@ -74,11 +80,12 @@ fn to_delivery(
 ) -> Result<Delivery, Poisoned> {
     let payload: Option<Vec<u8>> = entry.get(STREAM_FIELD);
     let Some(payload) = payload else {
-        return Err((
-            entry.id,
-            Vec::new(),
-            format!("entry has no `{STREAM_FIELD}` field"),
-        ));
+        return Err(Poisoned {
+            entry_id: entry.id,
+            payload: Vec::new(),
+            reason: format!("entry has no `{STREAM_FIELD}` field"),
+            order_id: None,
+        });
     };
     match parse_or_report(ctx, &payload) {
         Ok(message) => Ok(Delivery {
@@ -86,7 +93,12 @@ fn to_delivery(
             holding: Holding::Entry { entry_id: entry.id },
             recovered,
         }),
-        Err(e) => Err((entry.id, payload, e.to_string())),
+        Err(e) => Err(Poisoned {
+            entry_id: entry.id,
+            payload,
+            reason: e.to_string(),
+            order_id: None,
+        }),
     }
 }
 
@@ -122,25 +134,30 @@ async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<u
     }
     let deliveries = deliveries.map(|n| n.to_string()).unwrap_or_default();
     let mut pipe = redis::pipe();
-    for (entry_id, payload, reason) in &entries {
-        pipe.invoke_script(
-            scripts::DEAD_LETTER
-                .key(ctx.keys.stream())
-                .key(ctx.keys.dead_letter())
-                .arg(CONSUMER_GROUP)
-                .arg(entry_id)
-                .arg(payload.as_slice())
-                .arg(reason)
-                .arg(&ctx.name)
-                .arg(&deliveries),
-        )
-        .ignore();
+    for p in &entries {
+        let mut invocation = scripts::DEAD_LETTER.prepare_invoke();
+        invocation
+            .key(ctx.keys.stream())
+            .key(ctx.keys.dead_letter())
+            .arg(CONSUMER_GROUP)
+            .arg(&p.entry_id)
+            .arg(p.payload.as_slice())
+            .arg(&p.reason)
+            .arg(&ctx.name)
+            .arg(&deliveries)
+            .arg(ctx.retention_ms());
+        if let Some(order_id) = &p.order_id {
+            invocation.key(ctx.keys.order(order_id));
+        }
+        pipe.invoke_script(&invocation).ignore();
     }
     match scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
         Ok(()) => {
-            for (entry_id, payload, reason) in &entries {
+            for p in &entries {
                 ctx.metrics.dead_lettered.inc();
-                tracing::warn!(consumer = %ctx.name, entry_id, outcome = "dead-lettered", reason, payload = %preview(payload), "entry moved to the dead-letter stream");
+                let order_id = p.order_id.as_ref().map(OrderId::as_str).unwrap_or("");
+                tracing::warn!(consumer = %ctx.name, entry_id = p.entry_id, order_id, outcome = "dead-lettered",
+                    reason = p.reason, payload = %preview(&p.payload), "entry moved to the dead-letter stream");
             }
         }
         Err(e) => {
@@ -231,8 +248,12 @@ async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
                         .await
                         .as_deref()
                 {
-                    let reason = format!("apply failed after {max} deliveries: {error}");
-                    poisoned.push((entry_id, delivery.message.to_json().into_bytes(), reason));
+                    poisoned.push(Poisoned {
+                        entry_id,
+                        payload: delivery.message.to_json().into_bytes(),
+                        reason: format!("apply failed after {max} deliveries: {error}"),
+                        order_id: Some(delivery.message.order_id),
+                    });
                 }
             }
         }

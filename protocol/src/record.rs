@@ -24,6 +24,10 @@ pub enum Status {
     Accepted,
     Applied,
     Rejected,
+    /// Streams mode: Redis refused its apply `MAX_DELIVERIES` times; the entry is in the
+    /// dead-letter stream and nothing was taken.
+    #[serde(rename = "dead-lettered")]
+    DeadLettered,
 }
 
 /// What `GET /orders/{orderId}` answers.
@@ -52,6 +56,7 @@ impl OrderRecord {
         let status = match hash.get(field::STATUS)?.as_str() {
             "applied" => Status::Applied,
             "rejected" => Status::Rejected,
+            "dead-lettered" => Status::DeadLettered,
             _ => Status::Accepted,
         };
         let ms = |h: &HashMap<String, String>, f: &str| h.get(f).and_then(|v| v.parse().ok());
@@ -94,5 +99,15 @@ mod tests {
         assert_eq!(json["consumer"], "c-0");
         assert!(json.get("message").is_none());
         assert_eq!(OrderRecord::from_hash("29", HashMap::new()), None);
+        let dead: HashMap<String, String> = [("id", "e2"), ("status", "dead-lettered")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let rec = OrderRecord::from_hash("30", dead).unwrap();
+        assert_eq!(rec.status, Status::DeadLettered);
+        assert_eq!(
+            serde_json::to_value(&rec).unwrap()["status"],
+            "dead-lettered"
+        );
     }
 }

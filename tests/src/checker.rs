@@ -109,7 +109,8 @@ pub async fn check(
                 }
             }
             Status::Rejected => verdict.rejected += 1,
-            Status::Accepted => {}
+            // Not done: already counted as lost above if the client was told it was accepted.
+            Status::Accepted | Status::DeadLettered => {}
         }
         let known = report.accepted.contains_key(&record.order_id)
             || report.unknown.contains(&record.order_id);

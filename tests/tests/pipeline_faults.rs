@@ -11,6 +11,7 @@ use e2e::fleet::Fleet;
 use e2e::load::{LoadReport, OrderSpec, orders, place_orders};
 use nix::sys::signal::Signal;
 use protocol::DeliveryMode;
+use redis::AsyncCommands;
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 /// Short leases keep takeovers quick; recovery runs every half lease.
@@ -384,4 +385,72 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
             "{c} died on malformed input"
         );
     }
+}
+
+/// Streams only (Pub/Sub has no dead-letter stream: it keeps re-driving): an order Redis
+/// refuses to apply every time (its item's stock is not a whole number) goes to the dead-letter
+/// stream after `MAX_DELIVERIES`, its record says so, and the orders around it are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_order_refused_every_time_is_dead_lettered_and_its_record_says_so() {
+    let mut fleet = Fleet::new(DeliveryMode::Streams, LOCK_TTL_MS, false).await;
+    fleet.consumer_env.push(("MAX_DELIVERIES", "2".to_owned()));
+    fleet.start_order_service().await;
+    for name in ["c0", "c1"] {
+        fleet.start_consumer(name, 0).await;
+    }
+    stock(&fleet, 100).await;
+    let mut conn = fleet.redis.connection().await;
+    let keys = fleet.keys();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.inventory())
+        .arg("broken")
+        .arg("1.5")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/orders", fleet.order_url());
+    for (order_id, item) in [
+        ("before", "sku-1"),
+        ("poisoned", "broken"),
+        ("after", "sku-2"),
+    ] {
+        let body = serde_json::json!({"orderId": order_id, "items": [{"id": item, "quantity": 1}]});
+        let resp = client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 202, "{order_id}");
+    }
+    let status = |order_id: &'static str| {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/orders/{order_id}", fleet.order_url()),
+        );
+        async move {
+            let record: serde_json::Value = client.get(url).send().await?.json().await?;
+            anyhow::Ok(record)
+        }
+    };
+    e2e::net::wait_until(
+        "the poisoned order to be dead-lettered",
+        Duration::from_secs(30),
+        || async {
+            let record = status("poisoned").await?;
+            anyhow::ensure!(record["status"] == "dead-lettered", "{record}");
+            Ok(())
+        },
+    )
+    .await;
+    let record = status("poisoned").await.unwrap();
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("apply failed after 2 deliveries")
+            && reason.contains("item broken is not a whole number"),
+        "{record}"
+    );
+    for order_id in ["before", "after"] {
+        assert_eq!(status(order_id).await.unwrap()["status"], "applied");
+    }
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(dead, 1);
+    let stock: String = conn.hget(keys.inventory(), "broken").await.unwrap();
+    assert_eq!(stock, "1.5", "nothing was taken");
 }
