@@ -10,7 +10,7 @@ use protocol::scripts::{self, ApplyItem, ApplyOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
-use crate::metrics::ViaLabel;
+use crate::metrics::{ReasonLabel, ViaLabel};
 
 /// How an order reached this consumer, and so how its apply settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +137,26 @@ fn account(ctx: &Context, d: &Delivery, outcome: &ApplyOutcome) {
         ApplyOutcome::Duplicate { status, by } => {
             m.duplicates.inc();
             tracing::debug!(order_id, event_id, consumer, outcome = "duplicate", first_outcome = %status, first_consumer = %by, "order already done");
+        }
+        ApplyOutcome::Conflict { owner } => {
+            m.invalid
+                .get_or_create(&ReasonLabel {
+                    reason: "order_id_conflict",
+                })
+                .inc();
+            let dead_lettered = matches!(d.holding, Holding::Entry { .. });
+            if dead_lettered {
+                m.dead_lettered.inc();
+            }
+            tracing::warn!(
+                order_id,
+                event_id,
+                consumer,
+                outcome = "conflict",
+                owner,
+                dead_lettered,
+                "orderId already belongs to another event: not applied"
+            );
         }
         ApplyOutcome::Failed { error } => {
             m.redis_errors.inc();

@@ -29,9 +29,10 @@ pub struct Config {
     pub consumer_name: Option<String>,
 
     /// How long an order's record (its done marker, and the idempotency key of its orderId) is
-    /// kept once the order is done, in seconds. Longer than any redelivery can arrive.
+    /// kept once the order is done, in seconds (60 to 315360000, ten years). Longer than any
+    /// redelivery can arrive.
     #[arg(long, env = "RETENTION_SECS", default_value_t = DEFAULT_RETENTION_SECS,
-          value_parser = clap::value_parser!(u64).range(60..))]
+          value_parser = clap::value_parser!(u64).range(60..=315_360_000))]
     pub retention_secs: u64,
 
     /// Address of /healthz, /readyz and /metrics.

@@ -87,7 +87,7 @@ impl Metrics {
         );
         r.register(
             "messages_shed",
-            "Pub/Sub messages dropped because the intake queue was full (re-driven after the lock TTL)",
+            "Pub/Sub messages dropped because the intake queue was full (their orders are re-driven from the pending index)",
             m.shed.clone(),
         );
         r.register(

@@ -33,23 +33,30 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     let (queue, intake) = mpsc::channel(ctx.config.intake_capacity as usize);
     let intake = Mutex::new(intake);
     let shed = AtomicBool::new(false);
-    let listen = listen(ctx, pubsub.into_on_message(), queue, &shed);
+    // Stops the listener when the work ends early (a failed re-drive): nobody would drain it.
+    let stop_listening = shutdown.child_token();
+    let listen = listen(ctx, pubsub.into_on_message(), queue, &shed, &stop_listening);
     let work = async {
-        // Whatever was published before we listened is only in the pending index.
-        recovery::redrive(ctx, None, shutdown).await?;
-        ctx.readiness.set(true);
-        let worker = || work(ctx, &intake, &shed, shutdown);
-        tokio::try_join!(worker(), worker()).map(|_| ())
+        let worked = async {
+            // Whatever was published before we listened is only in the pending index.
+            recovery::redrive(ctx, None, shutdown).await?;
+            ctx.readiness.set(true);
+            let worker = || work(ctx, &intake, &shed, shutdown);
+            tokio::try_join!(worker(), worker()).map(|_| ())
+        }
+        .await;
+        stop_listening.cancel();
+        worked
     };
-    // The listener only ends when the subscription does; the work ends on shutdown.
-    tokio::select! {
-        closed = listen => closed,
-        done = work => done,
-    }
+    // The listener ends on shutdown or when the subscription closes, and drops the queue's
+    // sender; the workers then finish what they hold and what is queued, and stop.
+    let (listened, worked) = tokio::join!(listen, work);
+    worked.and(listened)
 }
 
-/// Takes batches from the intake queue and applies them, until shutdown. Two of these run, so
-/// one batch is being decided while the other waits on Redis.
+/// Takes batches from the intake queue and applies them, until shutdown or until the queue is
+/// closed and empty. Two of these run, so one batch is being decided while the other waits on
+/// Redis.
 async fn work(
     ctx: &Context,
     intake: &Mutex<mpsc::Receiver<Vec<u8>>>,
@@ -65,31 +72,43 @@ async fn work(
             _ = shutdown.cancelled() => return Ok(()),
             taken = async { intake.lock().await.recv_many(&mut payloads, batch_size).await } => taken,
         };
+        if taken == 0 {
+            return Ok(()); // the listener has stopped and everything queued is done
+        }
         let orders = payloads
             .drain(..)
             .filter_map(|p| parse_or_report(ctx, &p).ok())
             .collect();
         let won = take_leases(ctx, orders, None).await;
         apply_all(ctx, won, shutdown).await;
-        // Shed orders are only in the pending index. Once this replica has caught up (a batch
-        // short of full emptied the queue), it takes them from there instead of leaving them
-        // to wait out the lock TTL.
-        if taken < batch_size && shed.swap(false, Ordering::Relaxed) {
+        // Shed orders are only in the pending index. Once this replica has caught up (the
+        // queue is empty), it takes them from there instead of leaving them to wait out the
+        // lock TTL. A short batch emptied the queue; if the other worker holds it, it waits on
+        // an empty one or is taking the last of it.
+        let caught_up =
+            taken < batch_size || intake.try_lock().map_or(true, |queue| queue.is_empty());
+        if caught_up && shed.swap(false, Ordering::Relaxed) {
             recovery::redrive(ctx, None, shutdown).await?;
         }
     }
 }
 
 /// Moves messages from the subscription into the intake queue as fast as they arrive, shedding
-/// those that do not fit. Returns when the subscription closes.
+/// those that do not fit. Returns `Ok` when told to stop, `Err` when the subscription closes.
 async fn listen(
     ctx: &Context,
     mut messages: impl futures::Stream<Item = redis::Msg> + Unpin,
     queue: mpsc::Sender<Vec<u8>>,
     shed: &AtomicBool,
+    stop: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let mut shedding = false;
-    while let Some(msg) = messages.next().await {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            msg = messages.next() => msg,
+        };
+        let Some(msg) = msg else { break };
         match queue.try_send(msg.get_payload_bytes().to_vec()) {
             Ok(()) => shedding = false,
             Err(_) => {

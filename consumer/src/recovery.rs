@@ -90,8 +90,9 @@ async fn redrive_ids(
     for (order, payload) in orders.iter().zip(payloads) {
         match payload.map(|p| parse_or_report(ctx, &p)) {
             Some(Ok(message)) => messages.push(message),
-            // The record outlived its retention, or cannot be read: no replica can ever apply
-            // it, so keeping it pending would only re-drive it forever.
+            // The record is gone (deleted by hand; records only expire once done) or cannot be
+            // read: no replica can ever apply it, so keeping it pending would only re-drive it
+            // forever.
             None | Some(Err(_)) => {
                 tracing::warn!(consumer = %ctx.name, order_id = %order, "pending order has no readable record; dropped from the pending index");
                 stale.push(order.as_str());

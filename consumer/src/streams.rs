@@ -191,8 +191,8 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     // Applied entries are deleted, so what the stream holds is what is not done yet.
     let pending: i64 = conn.xlen(&stream).await?;
     ctx.metrics.pending_orders.set(pending);
-    forget_departed(ctx).await?;
     if idle.is_empty() {
+        forget_departed(ctx).await;
         return Ok(());
     }
     let max = ctx.config.max_deliveries as usize;
@@ -213,22 +213,31 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
             .await?;
         last_chance(ctx, claimed.ids, max).await;
     }
+    forget_departed(ctx).await;
     Ok(())
 }
 
-/// Removes consumers that are gone (nothing pending, idle for long) from the group.
-async fn forget_departed(ctx: &Context) -> redis::RedisResult<()> {
-    let removed: Vec<String> = scripts::FORGET_CONSUMERS
+/// Removes consumers that are gone (nothing pending, idle for long) from the group. Only
+/// housekeeping: a failure (an ACL without XINFO, say) is logged and never stops a reclaim.
+async fn forget_departed(ctx: &Context) {
+    let removed: redis::RedisResult<Vec<String>> = scripts::FORGET_CONSUMERS
         .key(ctx.keys.stream())
         .arg(CONSUMER_GROUP)
         .arg(ctx.config.departed_after().as_millis() as u64)
         .arg(&ctx.name)
         .invoke_async(&mut ctx.conn.clone())
-        .await?;
-    for name in removed {
-        tracing::info!(consumer = %ctx.name, departed = %name, "removed a departed consumer from the group");
+        .await;
+    match removed {
+        Ok(removed) => {
+            for name in removed {
+                tracing::info!(consumer = %ctx.name, departed = %name, "removed a departed consumer from the group");
+            }
+        }
+        Err(e) => {
+            ctx.metrics.redis_errors.inc();
+            tracing::warn!(consumer = %ctx.name, error = %e, "could not remove departed consumers from the group");
+        }
     }
-    Ok(())
 }
 
 /// Entries delivered `max` times get one more try each, alone. Only Redis refusing that entry's

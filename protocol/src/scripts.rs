@@ -76,7 +76,8 @@ pub fn apply_invocation<'a>(
     let mut inv = APPLY.prepare_invoke();
     inv.key(keys.inventory())
         .key(keys.pending())
-        .key(keys.stream());
+        .key(keys.stream())
+        .key(keys.dead_letter());
     inv.arg(consumer).arg(retention_ms).arg(group.unwrap_or(""));
     for order in orders {
         let message = order.message;
@@ -110,6 +111,11 @@ pub enum ApplyOutcome {
         status: String,
         by: String,
     },
+    /// The orderId belongs to another event (`owner`): this one was not applied, and a stream
+    /// entry carrying it went to the dead-letter stream.
+    Conflict {
+        owner: String,
+    },
     /// Redis refused this order's apply (a key of the wrong type...): nothing changed.
     Failed {
         error: String,
@@ -122,6 +128,7 @@ impl ApplyOutcome {
             ApplyOutcome::Applied { .. } => "applied",
             ApplyOutcome::Rejected { .. } => "rejected",
             ApplyOutcome::Duplicate { .. } => "duplicate",
+            ApplyOutcome::Conflict { .. } => "conflict",
             ApplyOutcome::Failed { .. } => "error",
         }
     }
@@ -165,6 +172,9 @@ pub fn parse_apply_reply(
                 status: status.clone(),
                 by: by.clone(),
             }),
+            ("conflict", owner, _) => Some(ApplyOutcome::Conflict {
+                owner: owner.clone(),
+            }),
             ("error", error, _) => Some(ApplyOutcome::Failed {
                 error: error.clone(),
             }),
@@ -185,6 +195,10 @@ pub enum AcceptOutcome {
     Exists {
         id: String,
         items: String,
+    },
+    /// Redis refused this order (its record key is of the wrong type): nothing was written.
+    Failed {
+        error: String,
     },
 }
 
@@ -231,6 +245,9 @@ pub fn parse_accept_reply(
                 id: f[1].clone(),
                 items: f[2].clone(),
             }),
+            "error" => Some(AcceptOutcome::Failed {
+                error: f[1].clone(),
+            }),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()
@@ -265,9 +282,12 @@ mod tests {
             "error",
             "WRONGTYPE",
             "",
+            "conflict",
+            "e7",
+            "",
         ]);
         assert_eq!(
-            parse_apply_reply(reply, 4).unwrap(),
+            parse_apply_reply(reply, 5).unwrap(),
             [
                 ApplyOutcome::Applied { at_ms: 12 },
                 ApplyOutcome::Rejected {
@@ -281,6 +301,7 @@ mod tests {
                 ApplyOutcome::Failed {
                     error: "WRONGTYPE".into()
                 },
+                ApplyOutcome::Conflict { owner: "e7".into() },
             ]
         );
         assert!(
@@ -294,7 +315,21 @@ mod tests {
     #[test]
     fn parses_every_accept_outcome_in_batch_order() {
         assert_eq!(
-            parse_accept_reply(bulk(&["accepted", "e1", "99", "exists", "e0", "[]"]), 2).unwrap(),
+            parse_accept_reply(
+                bulk(&[
+                    "accepted",
+                    "e1",
+                    "99",
+                    "exists",
+                    "e0",
+                    "[]",
+                    "error",
+                    "WRONGTYPE",
+                    ""
+                ]),
+                3
+            )
+            .unwrap(),
             [
                 AcceptOutcome::Accepted {
                     id: "e1".into(),
@@ -303,6 +338,9 @@ mod tests {
                 AcceptOutcome::Exists {
                     id: "e0".into(),
                     items: "[]".into()
+                },
+                AcceptOutcome::Failed {
+                    error: "WRONGTYPE".into()
                 },
             ]
         );

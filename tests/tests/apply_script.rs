@@ -114,22 +114,31 @@ async fn a_stock_value_that_is_not_a_whole_number_fails_only_the_orders_that_nee
     let mut conn = redis.connection().await;
     let keys = Keys::new(&"orders".parse().unwrap());
     let _: () = conn
-        .hset_multiple(keys.inventory(), &[("a", "10"), ("b", "1.5")])
+        .hset_multiple(keys.inventory(), &[("a", "10"), ("b", "1.5"), ("c", "007")])
         .await
         .unwrap();
 
     let batch = [
         order("needs-b", &[("a", 1), ("b", 1)]),
         order("only-a", &[("a", 2)]),
+        // HINCRBY refuses leading zeros, so the check does too.
+        order("needs-c", &[("c", 1)]),
     ];
     let outcomes = apply(&mut conn, &keys, &batch).await;
-    assert_eq!(labels(&outcomes), ["error", "applied"]);
+    assert_eq!(labels(&outcomes), ["error", "applied", "error"]);
     assert!(
         matches!(&outcomes[0], ApplyOutcome::Failed { error } if error.contains("item b is not a whole number")),
         "{outcomes:?}"
     );
     let stock: HashMap<String, String> = conn.hgetall(keys.inventory()).await.unwrap();
-    assert_eq!((stock["a"].as_str(), stock["b"].as_str()), ("8", "1.5"));
+    assert_eq!(
+        (
+            stock["a"].as_str(),
+            stock["b"].as_str(),
+            stock["c"].as_str()
+        ),
+        ("8", "1.5", "007")
+    );
     let status: Option<String> = conn
         .hget(keys.order(&batch[0].order_id), "status")
         .await
@@ -162,4 +171,91 @@ async fn an_order_without_a_record_gets_one_when_applied() {
         ttl > 0 && ttl <= 60_000,
         "the record expires after the retention: {ttl}"
     );
+}
+
+#[tokio::test]
+async fn a_batch_naming_thousands_of_items_is_applied() {
+    // More distinct items than one Lua unpack can pass to HMGET.
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let names: Vec<String> = (0..9_000).map(|i| format!("item-{i}")).collect();
+    let stock: Vec<(&str, i64)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    let _: () = conn.hset_multiple(keys.inventory(), &stock).await.unwrap();
+    let batch: Vec<OrderMessage> = names
+        .chunks(100)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let lines: Vec<(&str, u64)> = chunk.iter().map(|n| (n.as_str(), 1)).collect();
+            order(&format!("big-{i}"), &lines)
+        })
+        .collect();
+    let outcomes = apply(&mut conn, &keys, &batch).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, ApplyOutcome::Applied { .. })),
+        "{:?}",
+        &outcomes[..3]
+    );
+    let left: Vec<i64> = conn.hvals(keys.inventory()).await.unwrap();
+    assert!(left.iter().all(|n| *n == 0), "every item taken once");
+}
+
+#[tokio::test]
+async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn.hset(keys.inventory(), "a", 10).await.unwrap();
+    let first = order("e-first", &[("a", 1)]);
+    // Another event (say a starting-design publisher's) under the same orderId.
+    let mut other = order("e-other", &[("a", 5)]);
+    other.order_id = first.order_id.clone();
+    assert_eq!(
+        labels(&apply(&mut conn, &keys, &[first]).await),
+        ["applied"]
+    );
+
+    protocol::group::ensure_consumer_group(&mut conn, &keys)
+        .await
+        .unwrap();
+    let entry: String = conn
+        .xadd(keys.stream(), "*", &[("order", other.to_json())])
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(protocol::keys::CONSUMER_GROUP)
+        .arg("tester")
+        .arg("STREAMS")
+        .arg(keys.stream())
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let item = ApplyItem {
+        message: &other,
+        entry_id: Some(&entry),
+    };
+    let invocation = scripts::apply_invocation(
+        &keys,
+        "tester",
+        60_000,
+        Some(protocol::keys::CONSUMER_GROUP),
+        &[item],
+    );
+    let reply = invocation.invoke_async(&mut conn).await.unwrap();
+    let outcomes = scripts::parse_apply_reply(reply, 1).unwrap();
+    assert_eq!(
+        outcomes,
+        [ApplyOutcome::Conflict {
+            owner: "e-first".into()
+        }]
+    );
+    let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    assert_eq!(left, 9, "only the first event took stock");
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    let live: usize = conn.xlen(keys.stream()).await.unwrap();
+    assert_eq!((dead, live), (1, 0), "moved to the dead-letter stream");
 }

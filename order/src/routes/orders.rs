@@ -67,6 +67,9 @@ async fn accept(
             ))
         }
         AcceptOutcome::Exists { id, .. } => Err(ApiError::Conflict { order_id, id }),
+        AcceptOutcome::Failed { error } => Err(ApiError::Internal(format!(
+            "Redis refused to record order {order_id}: {error}"
+        ))),
     }
 }
 

@@ -10,38 +10,53 @@
 -- ARGV: 1 delivery mode (pubsub|streams), 2 channel, then per order:
 --       event id, order id, canonical items, message JSON
 -- Returns three strings per order: 'accepted', event id, accept time (ms)
---                               or 'exists', the earlier event id, its canonical items.
+--                               or 'exists', the earlier event id, its canonical items
+--                               or 'error', what Redis said, ''.
 local pending, stream = KEYS[1], KEYS[2]
 local mode, channel = ARGV[1], ARGV[2]
+local waiting = {}
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 
-local out = {}
-local waiting = {}
-local a = 3
-for k = 3, #KEYS do
-  local record = KEYS[k]
-  local id, order_id, items, message = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  a = a + 4
+-- The batch's shared keys must be of the right type before anything is written: a write to
+-- them failing half-way through would leave orders recorded but not delivered.
+for key, want in pairs({[pending] = 'zset', [stream] = 'stream'}) do
+  local have = redis.call('TYPE', key).ok
+  if have ~= 'none' and have ~= want then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
+  end
+end
+
+-- Every read that could fail (a record key of the wrong type) comes before the writes, so an
+-- order Redis refuses has changed nothing, and it does not stop the orders behind it.
+local function accept(record, id, order_id, items, message)
   local existing = redis.call('HMGET', record, 'id', 'items')
   if existing[1] then
-    out[#out + 1] = 'exists'
-    out[#out + 1] = existing[1]
-    out[#out + 1] = existing[2] or ''
+    return {'exists', existing[1], existing[2] or ''}
+  end
+  redis.call('HSET', record, 'id', id, 'items', items, 'message', message,
+    'status', 'accepted', 'acceptedAt', now)
+  if mode == 'streams' then
+    -- The stream and its consumer group's pending list are the delivery record here.
+    redis.call('XADD', stream, '*', 'order', message)
   else
-    redis.call('HSET', record, 'id', id, 'items', items, 'message', message,
-      'status', 'accepted', 'acceptedAt', now)
-    if mode == 'streams' then
-      -- The stream and its consumer group's pending list are the delivery record here.
-      redis.call('XADD', stream, '*', 'order', message)
-    else
-      redis.call('PUBLISH', channel, message)
-      waiting[#waiting + 1] = now
-      waiting[#waiting + 1] = order_id
-    end
-    out[#out + 1] = 'accepted'
-    out[#out + 1] = id
-    out[#out + 1] = now
+    redis.call('PUBLISH', channel, message)
+    waiting[#waiting + 1] = now
+    waiting[#waiting + 1] = order_id
+  end
+  return {'accepted', id, now}
+end
+
+local out = {}
+local a = 3
+for k = 3, #KEYS do
+  local ok, result = pcall(accept, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  a = a + 4
+  if not ok then
+    result = {'error', type(result) == 'table' and result.err or tostring(result), ''}
+  end
+  for _, v in ipairs(result) do
+    out[#out + 1] = v
   end
 end
 -- In slices: Lua's unpack is limited to a few thousand values.

@@ -8,14 +8,16 @@
 -- A pubsub lease is deliberately left to expire rather than deleted here: deleting it is what let
 -- a late replica of the starting design take the order again; until it expires, late replicas
 -- skip the order with one failed SET NX, and after that the done marker stops them.
--- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, then per order: order record (hash)
+-- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, 4 dead-letter stream, then per order:
+--       order record (hash)
 -- ARGV: 1 consumer, 2 retention ms, 3 stream group ('' if not from a stream), then per order:
 --       event id, stream entry id ('' if none), order id, message JSON, number of items n,
 --       then n pairs of item id, quantity (lines already summed per item)
--- Returns three strings per order: outcome ('applied' | 'rejected' | 'duplicate' | 'error'),
--- then reason and time, or first outcome and consumer, or the error.
+-- Returns three strings per order: outcome ('applied' | 'rejected' | 'duplicate' | 'conflict' |
+-- 'error'), then reason and time, or first outcome and consumer, or the event id the orderId
+-- belongs to, or the error.
 
-local inventory, pending, stream = KEYS[1], KEYS[2], KEYS[3]
+local inventory, pending, stream, dead_letter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local consumer, retention, group = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -23,7 +25,7 @@ local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 -- Where each order's arguments start, and every item the batch names.
 local starts, names, seen = {}, {}, {}
 local a = 4
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   starts[k] = a
   for i = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4]), 2 do
     if not seen[ARGV[i]] then
@@ -34,32 +36,52 @@ for k = 4, #KEYS do
   a = a + 5 + 2 * tonumber(ARGV[a + 4])
 end
 
+-- In slices: Lua's unpack is limited to a few thousand values.
+local function each_slice(list, f)
+  for i = 1, #list, 512 do
+    f(unpack(list, i, math.min(i + 511, #list)))
+  end
+end
+
 -- Stock of every item named: a whole number, or absent (none). A broken inventory (a key of
 -- the wrong type, a value that is not a whole number) fails the orders that need it, and
 -- changes nothing.
 local stock, taken, stock_error = {}, {}, nil
-if #names > 0 then
-  local ok, values = pcall(redis.call, 'HMGET', inventory, unpack(names))
-  if not ok then
-    stock_error = type(values) == 'table' and values.err or tostring(values)
+local values = {}
+local read_ok, read_error = pcall(each_slice, names, function(...)
+  for _, v in ipairs(redis.call('HMGET', inventory, ...)) do
+    values[#values + 1] = v
+  end
+end)
+if not read_ok then
+  stock_error = type(read_error) == 'table' and read_error.err or tostring(read_error)
+end
+for i, name in ipairs(names) do
+  local v = values[i]
+  -- Exactly what HINCRBY accepts (no leading zeros, no '-0'), and at most 18 digits so it
+  -- stays a 64-bit integer: the HINCRBY at the end of this script must not fail.
+  local whole = v == '0' or (string.match(v or '', '^%-?[1-9]%d*$') and #v <= 18)
+  if v and not whole then
+    stock[name] = 'stock of item ' .. name .. ' is not a whole number Redis can decrement: ' .. v
   else
-    for i, name in ipairs(names) do
-      local v = values[i]
-      -- At most 18 digits: HINCRBY works on 64-bit integers, and the end of this script
-      -- must not fail.
-      if v and not (string.match(v, '^%-?%d+$') and #v <= 18) then
-        stock[name] = 'stock of item ' .. name .. ' is not a whole number Redis can decrement: ' .. v
-      else
-        stock[name] = tonumber(v or '0')
-      end
-    end
+    stock[name] = tonumber(v or '0')
   end
 end
 
-local settled_entries, done_ids = {}, {}
+local settled_entries, done_ids, conflicts = {}, {}, {}
 
 local function apply(record, id, entry, order_id, message, first, last)
   local rec = redis.call('HMGET', record, 'status', 'consumer', 'id')
+  -- The orderId belongs to another event (a starting-design publisher reusing it): this one is
+  -- not that order, and applying its items under that record would replace the order the
+  -- client was promised. The consumer refuses it as invalid (and dead-letters it in streams).
+  if rec[3] and rec[3] ~= id then
+    if entry ~= '' then
+      conflicts[#conflicts + 1] = {entry, message, 'orderId ' .. order_id .. ' already belongs to event ' .. rec[3]}
+      settled_entries[#settled_entries + 1] = entry
+    end
+    return {'conflict', rec[3], ''}
+  end
   if rec[1] == 'applied' or rec[1] == 'rejected' then
     done_ids[#done_ids + 1] = order_id
     settled_entries[#settled_entries + 1] = entry
@@ -107,7 +129,7 @@ local function apply(record, id, entry, order_id, message, first, last)
 end
 
 local out = {}
-for k = 4, #KEYS do
+for k = 5, #KEYS do
   a = starts[k]
   local first = a + 5
   local last = a + 4 + 2 * tonumber(ARGV[a + 4])
@@ -128,11 +150,10 @@ end
 for item, n in pairs(taken) do
   redis.call('HINCRBY', inventory, item, -n)
 end
--- In slices: Lua's unpack is limited to a few thousand values.
-local function each_slice(list, f)
-  for i = 1, #list, 512 do
-    f(unpack(list, i, math.min(i + 511, #list)))
-  end
+-- Dead letters before acknowledgements: if this failed, the entries would stay pending.
+for _, c in ipairs(conflicts) do
+  redis.call('XADD', dead_letter, '*', 'entry', c[1], 'order', c[2], 'reason', c[3],
+    'consumer', consumer, 'deliveries', '')
 end
 if group ~= '' then
   local entries = {}
