@@ -32,7 +32,7 @@ end
 local function accept(record, id, order_id, items, message)
   local existing = redis.call('HMGET', record, 'id', 'items')
   if existing[1] then
-    return {'exists', existing[1], existing[2] or ''}
+    return 'exists', existing[1], existing[2] or ''
   end
   redis.call('HSET', record, 'id', id, 'items', items, 'message', message,
     'status', 'accepted', 'acceptedAt', now)
@@ -44,20 +44,20 @@ local function accept(record, id, order_id, items, message)
     waiting[#waiting + 1] = now
     waiting[#waiting + 1] = order_id
   end
-  return {'accepted', id, now}
+  return 'accepted', id, now
 end
 
 local out = {}
 local a = 3
 for k = 3, #KEYS do
-  local ok, result = pcall(accept, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  local ok, outcome, detail, more = pcall(accept, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
   a = a + 4
   if not ok then
-    result = {'error', type(result) == 'table' and result.err or tostring(result), ''}
+    outcome, detail, more = 'error', type(outcome) == 'table' and outcome.err or tostring(outcome), ''
   end
-  for _, v in ipairs(result) do
-    out[#out + 1] = v
-  end
+  out[#out + 1] = outcome
+  out[#out + 1] = detail
+  out[#out + 1] = more
 end
 -- In slices: Lua's unpack is limited to a few thousand values.
 for i = 1, #waiting, 512 do

@@ -80,12 +80,12 @@ local function apply(record, id, entry, order_id, message, first, last)
       conflicts[#conflicts + 1] = {entry, message, 'orderId ' .. order_id .. ' already belongs to event ' .. rec[3]}
       settled_entries[#settled_entries + 1] = entry
     end
-    return {'conflict', rec[3], ''}
+    return 'conflict', rec[3], ''
   end
   if rec[1] == 'applied' or rec[1] == 'rejected' then
     done_ids[#done_ids + 1] = order_id
     settled_entries[#settled_entries + 1] = entry
-    return {'duplicate', rec[1], rec[2] or ''}
+    return 'duplicate', rec[1], rec[2] or ''
   end
   if stock_error then
     error(stock_error, 0)
@@ -101,19 +101,23 @@ local function apply(record, id, entry, order_id, message, first, last)
     end
   end
   local outcome = shortage and 'rejected' or 'applied'
-  local fields = {'status', outcome, 'consumer', consumer, 'doneAt', now}
-  if shortage then
-    fields[#fields + 1] = 'reason'
-    fields[#fields + 1] = shortage
-  end
-  -- An order from a starting-design publisher has no record yet: keep its message so readers
-  -- find it like any other.
-  if not rec[3] then
-    for _, v in ipairs({'id', id, 'message', message, 'acceptedAt', now}) do
-      fields[#fields + 1] = v
+  if rec[3] and not shortage then
+    redis.call('HSET', record, 'status', outcome, 'consumer', consumer, 'doneAt', now)
+  else
+    local fields = {'status', outcome, 'consumer', consumer, 'doneAt', now}
+    if shortage then
+      fields[#fields + 1] = 'reason'
+      fields[#fields + 1] = shortage
     end
+    -- An order from a starting-design publisher has no record yet: keep its message so
+    -- readers find it like any other.
+    if not rec[3] then
+      for _, v in ipairs({'id', id, 'message', message, 'acceptedAt', now}) do
+        fields[#fields + 1] = v
+      end
+    end
+    redis.call('HSET', record, unpack(fields))
   end
-  redis.call('HSET', record, unpack(fields))
   redis.call('PEXPIRE', record, retention)
   -- Only now that the record is written does the order count against the stock.
   if not shortage then
@@ -125,7 +129,7 @@ local function apply(record, id, entry, order_id, message, first, last)
   end
   done_ids[#done_ids + 1] = order_id
   settled_entries[#settled_entries + 1] = entry
-  return {outcome, shortage or '', now}
+  return outcome, shortage or '', now
 end
 
 local out = {}
@@ -134,15 +138,15 @@ for k = 5, #KEYS do
   local first = a + 5
   local last = a + 4 + 2 * tonumber(ARGV[a + 4])
   -- One order's error (a key of the wrong type) must not stop the orders behind it.
-  local ok, result = pcall(apply, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], first, last)
+  local ok, outcome, detail, more =
+    pcall(apply, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], first, last)
   if not ok then
     -- redis.call raises a table {err = ...}; error() and Lua faults raise a string.
-    local reason = type(result) == 'table' and result.err or tostring(result)
-    result = {'error', reason, ''}
+    outcome, detail, more = 'error', type(outcome) == 'table' and outcome.err or tostring(outcome), ''
   end
-  for _, v in ipairs(result) do
-    out[#out + 1] = v
-  end
+  out[#out + 1] = outcome
+  out[#out + 1] = detail
+  out[#out + 1] = more
 end
 
 -- The batch's writes that are not per order. None of them can fail now: the inventory is a
