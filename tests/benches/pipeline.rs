@@ -131,7 +131,76 @@ async fn bench_mode(mode: DeliveryMode) {
         cpu.join(", ")
     );
 
+    let floor = write_floor(&fleet, mode).await;
+    println!(
+        "floor, the writes alone (no reads, no scripts, pipelined 128 orders at a time): {:.1} us of redis-server CPU per order ({:.1}x a reference SET)",
+        floor * 1e6,
+        floor / set_cost
+    );
+
     print_peak_rss(&mut fleet, "after the whole run");
+}
+
+/// The redis-server CPU per order of only the writes an order needs in `mode`, as plain
+/// pipelined commands on keys of their own: the record (5 fields) and its delivery at accept
+/// (`PUBLISH` on a channel nobody hears, or `XADD`), in pubsub mode the pending entry and one
+/// lease, then the done marker (3 fields) and its expiry. No reads, no checks, no scripts: a
+/// lower bound for any design that keeps these promises.
+async fn write_floor(fleet: &Fleet, mode: DeliveryMode) -> f64 {
+    const N: usize = 100_000;
+    let mut conn = fleet.redis.connection().await;
+    let before = fleet.redis.process().cpu_time().expect("redis-server runs");
+    for start in (0..N).step_by(128) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 128).min(N) {
+            let record = format!("floor:{{f}}:order:{i}");
+            let message = format!(
+                r#"{{"id":"01a21cf0-9843-7089-a3ac-{i:012}","orderId":"floor-{i}","items":[{{"id":"sku-1","quantity":2}}]}}"#
+            );
+            pipe.hset_multiple(
+                &record,
+                &[
+                    ("id", "01a21cf0-9843-7089-a3ac-fda7b35ed50d"),
+                    ("items", r#"[["sku-1",2]]"#),
+                    ("message", message.as_str()),
+                    ("status", "accepted"),
+                    ("acceptedAt", "1795781859397"),
+                ],
+            )
+            .ignore();
+            match mode {
+                DeliveryMode::Streams => {
+                    pipe.xadd("floor:{f}:stream", "*", &[("order", &message)])
+                        .ignore();
+                }
+                DeliveryMode::Pubsub => {
+                    pipe.publish("floor:{f}:nobody", &message).ignore();
+                    pipe.zadd("floor:{f}:pending", i, i).ignore();
+                    pipe.cmd("SET")
+                        .arg(format!("floor:{{f}}:lock:{i}"))
+                        .arg("0123456789abcdef0123456789abcdef")
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(5_000)
+                        .ignore();
+                }
+            }
+            pipe.hset_multiple(
+                &record,
+                &[
+                    ("status", "applied"),
+                    ("consumer", "c0"),
+                    ("doneAt", "1795781859402"),
+                ],
+            )
+            .ignore()
+            .pexpire(&record, 3_600_000)
+            .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("the floor writes");
+    }
+    let used = fleet.redis.process().cpu_time().expect("redis-server runs") - before;
+    used.as_secs_f64() / N as f64
 }
 
 /// CPU time used so far by redis-server, each consumer and this bench (the injector).
