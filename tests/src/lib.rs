@@ -9,3 +9,4 @@ pub mod load;
 pub mod net;
 pub mod process;
 pub mod redis_server;
+pub mod stream_group;

@@ -224,16 +224,7 @@ async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream
         .xadd(keys.stream(), "*", &[("order", other.to_json())])
         .await
         .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(protocol::keys::CONSUMER_GROUP)
-        .arg("tester")
-        .arg("STREAMS")
-        .arg(keys.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    e2e::stream_group::read_new_entries(&mut conn, &keys, "tester").await;
     let item = ApplyItem {
         message: &other,
         entry_id: Some(&entry),

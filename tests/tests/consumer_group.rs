@@ -56,16 +56,7 @@ async fn only_consumers_with_nothing_pending_are_forgotten() {
         .await
         .unwrap();
     // "holding" reads the entry and never acknowledges it; "gone" and "me" hold nothing.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(CONSUMER_GROUP)
-        .arg("holding")
-        .arg("STREAMS")
-        .arg(keys.stream())
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    e2e::stream_group::read_new_entries(&mut conn, &keys, "holding").await;
     for name in ["gone", "me"] {
         let _: i64 = redis::cmd("XGROUP")
             .arg("CREATECONSUMER")
