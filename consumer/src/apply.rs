@@ -76,15 +76,13 @@ pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> Option<Vec<A
     let group = from_stream.then_some(CONSUMER_GROUP);
     let invocation =
         scripts::apply_invocation(&ctx.keys, &ctx.name, ctx.retention_ms(), group, &items);
-    let mut pipe = redis::pipe();
-    pipe.invoke_script(&invocation);
     let started = Instant::now();
-    let reply: redis::RedisResult<(redis::Value,)> =
-        scripts::query_pipeline(&mut ctx.conn.clone(), &pipe).await;
+    let reply: redis::RedisResult<redis::Value> =
+        invocation.invoke_async(&mut ctx.conn.clone()).await;
     ctx.metrics
         .apply_seconds
         .observe(started.elapsed().as_secs_f64());
-    let outcomes = reply.map_err(|e| e.to_string()).and_then(|(reply,)| {
+    let outcomes = reply.map_err(|e| e.to_string()).and_then(|reply| {
         scripts::parse_apply_reply(reply, deliveries.len()).map_err(|e| e.to_string())
     });
     match outcomes {

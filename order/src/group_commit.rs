@@ -2,8 +2,6 @@
 //! next script call. At low load every order travels alone (no added wait); under load one
 //! round trip and one script call serve many orders, which is what bounds throughput.
 
-use std::sync::Arc;
-
 use protocol::scripts::{self, AcceptOutcome};
 use protocol::{DeliveryMode, Keys, OrderMessage};
 use redis::aio::ConnectionManager;
@@ -14,7 +12,7 @@ use crate::error::ApiError;
 /// Most orders in one accept call: bounds how long one script holds Redis.
 const MAX_BATCH: usize = 128;
 
-type Reply = oneshot::Sender<Result<AcceptOutcome, Arc<ApiError>>>;
+type Reply = oneshot::Sender<Result<AcceptOutcome, ApiError>>;
 
 /// The handle request handlers use; the task behind it ends when every handle is dropped.
 #[derive(Clone)]
@@ -30,13 +28,9 @@ impl Accepter {
             .send((message, reply))
             .await
             .map_err(|_| ApiError::Internal("the accept task has stopped".into()))?;
-        let outcome = answer
+        answer
             .await
-            .map_err(|_| ApiError::Internal("the accept task dropped a request".into()))?;
-        outcome.map_err(|e| match &*e {
-            ApiError::Unavailable(redis) => ApiError::Unavailable(redis.clone()),
-            other => ApiError::Internal(other.to_string()),
-        })
+            .map_err(|_| ApiError::Internal("the accept task dropped a request".into()))?
     }
 }
 
@@ -65,12 +59,11 @@ async fn commit(
 ) {
     let messages: Vec<&OrderMessage> = batch.iter().map(|(m, _)| m).collect();
     let invocation = scripts::accept_invocation(keys, mode, &messages);
-    let mut pipe = redis::pipe();
-    pipe.invoke_script(&invocation);
-    let result = scripts::query_pipeline::<(redis::Value,)>(conn, &pipe)
+    let result = invocation
+        .invoke_async::<redis::Value>(conn)
         .await
         .map_err(ApiError::from)
-        .and_then(|(reply,)| {
+        .and_then(|reply| {
             scripts::parse_accept_reply(reply, batch.len())
                 .map_err(|e| ApiError::Internal(e.to_string()))
         });
@@ -83,7 +76,6 @@ async fn commit(
         Err(e) => {
             // Nothing is promised: every client of the batch gets the error and may retry with
             // its orderId, which finds the order if the script did commit.
-            let e = Arc::new(e);
             for (_, reply) in batch {
                 let _ = reply.send(Err(e.clone()));
             }

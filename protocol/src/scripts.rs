@@ -37,7 +37,7 @@ pub async fn load_all(conn: &mut impl redis::aio::ConnectionLike) -> redis::Redi
     pipe.query_async(conn).await
 }
 
-pub fn is_noscript(err: &RedisError) -> bool {
+fn is_noscript(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
@@ -141,9 +141,27 @@ pub struct UnexpectedReply {
     pub reply: Value,
 }
 
-fn strings(script: &'static str, reply: Value) -> Result<Vec<String>, UnexpectedReply> {
-    redis::from_redis_value::<Vec<String>>(reply.clone())
-        .map_err(|_| UnexpectedReply { script, reply })
+/// A batch script's reply: three strings per order, each order's three turned into an outcome
+/// by `outcome` (`None`: not a reply this script gives).
+fn per_order<T>(
+    script: &'static str,
+    reply: Value,
+    orders: usize,
+    outcome: impl Fn([String; 3]) -> Option<T>,
+) -> Result<Vec<T>, UnexpectedReply> {
+    let parsed = redis::from_redis_value_ref::<Vec<String>>(&reply)
+        .ok()
+        .filter(|fields| fields.len() == orders * 3)
+        .and_then(|fields| {
+            let mut fields = fields.into_iter();
+            (0..orders)
+                .map(|_| {
+                    let three = [(); 3].map(|()| fields.next().unwrap_or_default());
+                    outcome(three)
+                })
+                .collect::<Option<Vec<T>>>()
+        });
+    parsed.ok_or(UnexpectedReply { script, reply })
 }
 
 /// The outcomes of a batch apply, in the order of the batch.
@@ -151,37 +169,17 @@ pub fn parse_apply_reply(
     reply: Value,
     orders: usize,
 ) -> Result<Vec<ApplyOutcome>, UnexpectedReply> {
-    let fields = strings("apply", reply.clone())?;
-    let unexpected = || UnexpectedReply {
-        script: "apply",
-        reply: reply.clone(),
-    };
-    if fields.len() != orders * 3 {
-        return Err(unexpected());
-    }
     let ms = |s: &str| s.parse::<u64>().ok();
-    fields
-        .chunks(3)
-        .map(|f| match (f[0].as_str(), &f[1], &f[2]) {
-            ("applied", _, at) => ms(at).map(|at_ms| ApplyOutcome::Applied { at_ms }),
-            ("rejected", reason, at) => ms(at).map(|at_ms| ApplyOutcome::Rejected {
-                reason: reason.clone(),
-                at_ms,
-            }),
-            ("duplicate", status, by) => Some(ApplyOutcome::Duplicate {
-                status: status.clone(),
-                by: by.clone(),
-            }),
-            ("conflict", owner, _) => Some(ApplyOutcome::Conflict {
-                owner: owner.clone(),
-            }),
-            ("error", error, _) => Some(ApplyOutcome::Failed {
-                error: error.clone(),
-            }),
+    per_order("apply", reply, orders, |[outcome, a, b]| {
+        match outcome.as_str() {
+            "applied" => ms(&b).map(|at_ms| ApplyOutcome::Applied { at_ms }),
+            "rejected" => ms(&b).map(|at_ms| ApplyOutcome::Rejected { reason: a, at_ms }),
+            "duplicate" => Some(ApplyOutcome::Duplicate { status: a, by: b }),
+            "conflict" => Some(ApplyOutcome::Conflict { owner: a }),
+            "error" => Some(ApplyOutcome::Failed { error: a }),
             _ => None,
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(unexpected)
+        }
+    })
 }
 
 /// How one accept ended.
@@ -191,10 +189,13 @@ pub enum AcceptOutcome {
         id: String,
         at_ms: u64,
     },
-    /// The orderId was seen before: its event id and canonical items.
+    /// The orderId was seen before with the same items (a retry): its event id.
     Exists {
         id: String,
-        items: String,
+    },
+    /// The orderId was seen before with other items: that order's event id.
+    Conflict {
+        id: String,
     },
     /// Redis refused this order (its record key is of the wrong type): nothing was written.
     Failed {
@@ -226,32 +227,18 @@ pub fn parse_accept_reply(
     reply: Value,
     orders: usize,
 ) -> Result<Vec<AcceptOutcome>, UnexpectedReply> {
-    let fields = strings("accept", reply.clone())?;
-    let unexpected = || UnexpectedReply {
-        script: "accept",
-        reply: reply.clone(),
-    };
-    if fields.len() != orders * 3 {
-        return Err(unexpected());
-    }
-    fields
-        .chunks(3)
-        .map(|f| match f[0].as_str() {
-            "accepted" => f[2].parse().ok().map(|at_ms| AcceptOutcome::Accepted {
-                id: f[1].clone(),
-                at_ms,
-            }),
-            "exists" => Some(AcceptOutcome::Exists {
-                id: f[1].clone(),
-                items: f[2].clone(),
-            }),
-            "error" => Some(AcceptOutcome::Failed {
-                error: f[1].clone(),
-            }),
+    per_order("accept", reply, orders, |[outcome, a, b]| {
+        match outcome.as_str() {
+            "accepted" => b
+                .parse()
+                .ok()
+                .map(|at_ms| AcceptOutcome::Accepted { id: a, at_ms }),
+            "exists" => Some(AcceptOutcome::Exists { id: a }),
+            "conflict" => Some(AcceptOutcome::Conflict { id: a }),
+            "error" => Some(AcceptOutcome::Failed { error: a }),
             _ => None,
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(unexpected)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -322,12 +309,15 @@ mod tests {
                     "99",
                     "exists",
                     "e0",
-                    "[]",
+                    "",
+                    "conflict",
+                    "e2",
+                    "",
                     "error",
                     "WRONGTYPE",
                     ""
                 ]),
-                3
+                4
             )
             .unwrap(),
             [
@@ -335,10 +325,8 @@ mod tests {
                     id: "e1".into(),
                     at_ms: 99
                 },
-                AcceptOutcome::Exists {
-                    id: "e0".into(),
-                    items: "[]".into()
-                },
+                AcceptOutcome::Exists { id: "e0".into() },
+                AcceptOutcome::Conflict { id: "e2".into() },
                 AcceptOutcome::Failed {
                     error: "WRONGTYPE".into()
                 },

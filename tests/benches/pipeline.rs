@@ -277,10 +277,8 @@ async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Durat
                     })
                     .collect();
                 let refs: Vec<&OrderMessage> = messages.iter().collect();
-                let invocation = scripts::accept_invocation(&keys, mode, &refs);
-                let mut pipe = redis::pipe();
-                pipe.invoke_script(&invocation).ignore();
-                let () = scripts::query_pipeline(&mut conn, &pipe)
+                let _: redis::Value = scripts::accept_invocation(&keys, mode, &refs)
+                    .invoke_async(&mut conn)
                     .await
                     .expect("injecting orders");
             }

@@ -42,35 +42,29 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let order = parse_json::<OrderRequest>(headers, body)?.validate()?;
     let message = to_message(order, idempotency_key(headers)?)?;
-    let (order_id, items) = (message.order_id.to_string(), message.items.canonical_json());
-    match state.accepter.accept(message).await? {
+    let order_id = message.order_id.to_string();
+    let (status, id) = match state.accepter.accept(message).await? {
         AcceptOutcome::Accepted { id, .. } => {
             tracing::info!(order_id = %order_id, event_id = %id, outcome = "accepted", "order accepted");
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(Accepted {
-                    id,
-                    order_id: order_id.clone(),
-                    status: "accepted",
-                }),
-            ))
+            (StatusCode::ACCEPTED, id)
         }
-        AcceptOutcome::Exists { id, items: first } if first == items => {
-            // A retry of an order we already have: same answer, nothing published again.
-            Ok((
-                StatusCode::OK,
-                Json(Accepted {
-                    id,
-                    order_id: order_id.clone(),
-                    status: "accepted",
-                }),
-            ))
+        // A retry of an order we already have: same answer, nothing published again.
+        AcceptOutcome::Exists { id } => (StatusCode::OK, id),
+        AcceptOutcome::Conflict { id } => return Err(ApiError::Conflict { order_id, id }),
+        AcceptOutcome::Failed { error } => {
+            return Err(ApiError::Internal(format!(
+                "Redis refused to record order {order_id}: {error}"
+            )));
         }
-        AcceptOutcome::Exists { id, .. } => Err(ApiError::Conflict { order_id, id }),
-        AcceptOutcome::Failed { error } => Err(ApiError::Internal(format!(
-            "Redis refused to record order {order_id}: {error}"
-        ))),
-    }
+    };
+    Ok((
+        status,
+        Json(Accepted {
+            id,
+            order_id,
+            status: "accepted",
+        }),
+    ))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<OrderId>, ApiError> {

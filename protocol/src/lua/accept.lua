@@ -1,7 +1,7 @@
 -- Accept a batch of orders (the order service's group commit): for each, record it durably and
 -- hand it to the consumers in one atomic step, so a client never gets 202 for an order that is
 -- not recorded, and a recorded order is always delivered. An orderId seen before (earlier, or
--- earlier in this batch) is not recorded again: its event id and items are returned instead.
+-- earlier in this batch) is not recorded again: its event id is returned instead.
 -- The record gets its expiry when the order is done (apply.lua): until then it must stay.
 -- Every command here costs Redis time on the hot path, so the write set is the least that keeps
 -- the promise: one record per order, its delivery, and (pubsub) one pending-index entry, added
@@ -10,7 +10,8 @@
 -- ARGV: 1 delivery mode (pubsub|streams), 2 channel, then per order:
 --       event id, order id, canonical items, message JSON
 -- Returns three strings per order: 'accepted', event id, accept time (ms)
---                               or 'exists', the earlier event id, its canonical items
+--                               or 'exists' (same items) / 'conflict' (other items), the
+--                                  earlier event id, ''
 --                               or 'error', what Redis said, ''.
 local pending, stream = KEYS[1], KEYS[2]
 local mode, channel = ARGV[1], ARGV[2]
@@ -32,7 +33,9 @@ end
 local function accept(record, id, order_id, items, message)
   local existing = redis.call('HMGET', record, 'id', 'items')
   if existing[1] then
-    return 'exists', existing[1], existing[2] or ''
+    -- A retry with the same items gets the same answer; other items under the same orderId
+    -- are another order.
+    return existing[2] == items and 'exists' or 'conflict', existing[1], ''
   end
   redis.call('HSET', record, 'id', id, 'items', items, 'message', message,
     'status', 'accepted', 'acceptedAt', now)

@@ -22,18 +22,28 @@ local consumer, retention, group = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 
--- Where each order's arguments start, and every item the batch names.
-local starts, names, seen = {}, {}, {}
+-- The batch's shared keys must be of the right type before anything is written: the writes at
+-- the end of this script come after every order's record, and must not fail.
+for key, want in pairs({[pending] = 'zset', [stream] = 'stream', [dead_letter] = 'stream'}) do
+  local have = redis.call('TYPE', key).ok
+  if have ~= 'none' and have ~= want then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
+  end
+end
+
+-- Where each order's arguments start, where its lines are, and every item the batch names.
+local orders, names, seen = {}, {}, {}
 local a = 4
 for k = 5, #KEYS do
-  starts[k] = a
-  for i = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4]), 2 do
+  local first, last = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4])
+  orders[k] = {a, first, last}
+  for i = first, last, 2 do
     if not seen[ARGV[i]] then
       seen[ARGV[i]] = true
       names[#names + 1] = ARGV[i]
     end
   end
-  a = a + 5 + 2 * tonumber(ARGV[a + 4])
+  a = last + 1
 end
 
 -- In slices: Lua's unpack is limited to a few thousand values.
@@ -134,9 +144,7 @@ end
 
 local out = {}
 for k = 5, #KEYS do
-  a = starts[k]
-  local first = a + 5
-  local last = a + 4 + 2 * tonumber(ARGV[a + 4])
+  local a, first, last = unpack(orders[k])
   -- One order's error (a key of the wrong type) must not stop the orders behind it.
   local ok, outcome, detail, more =
     pcall(apply, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], first, last)
@@ -150,7 +158,8 @@ for k = 5, #KEYS do
 end
 
 -- The batch's writes that are not per order. None of them can fail now: the inventory is a
--- hash (it was read as one), every value taken from was a whole number.
+-- hash (it was read as one), every value taken from was a whole number, and the other keys'
+-- types were checked first.
 for item, n in pairs(taken) do
   redis.call('HINCRBY', inventory, item, -n)
 end
