@@ -64,6 +64,15 @@ pub struct LoadReport {
     pub retries: usize,
 }
 
+impl LoadReport {
+    /// Adds what another load learned.
+    pub fn merge(&mut self, other: LoadReport) {
+        self.accepted.extend(other.accepted);
+        self.unknown.extend(other.unknown);
+        self.retries += other.retries;
+    }
+}
+
 /// Places `orders` with `concurrency` requests in flight; each is retried for up to
 /// `retry_for` while the service cannot answer.
 pub async fn place_orders(

@@ -47,18 +47,14 @@ async fn verdict(fleet: &Fleet, report: &LoadReport, initial: &HashMap<String, i
     check(&mut conn, &fleet.keys(), report, initial, SETTLE).await
 }
 
+/// No lost, duplicated, unexpected or oversold order. (Every accepted order done and every
+/// done order known is also what bounds applied + rejected by accepted and accepted + unknown.)
 fn assert_clean(fleet: &Fleet, verdict: &Verdict) {
     assert!(
         verdict.is_clean(),
         "{}\n{}",
         verdict.summary(),
         fleet.log_tails()
-    );
-    assert_eq!(
-        verdict.applied + verdict.rejected,
-        verdict.accepted,
-        "{}",
-        verdict.summary()
     );
 }
 
@@ -174,7 +170,7 @@ async fn no_consumer_for_the_first_second(mode: DeliveryMode) {
         fleet.spawn_consumer(name, 0);
     }
     let mut report = place(&fleet, orders("late", 300, &ITEMS)).await;
-    report.accepted.extend(early.accepted);
+    report.merge(early);
     let v = verdict(&fleet, &report, &initial).await;
     assert_clean(&fleet, &v);
     assert_eq!(v.applied, 600, "{}", v.summary());
@@ -237,14 +233,24 @@ async fn redis_connections_killed_mid_run(mode: DeliveryMode) {
         )
         .await
     });
-    let mut killed = 0;
-    while !load.is_finished() && killed < 40 {
+    // Every 100 ms for as long as orders are being placed (up to 3 s).
+    let mut rounds_that_killed = 0;
+    for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        killed += fleet.redis.kill_clients("normal").await;
-        killed += fleet.redis.kill_clients("pubsub").await;
+        if load.is_finished() {
+            break;
+        }
+        let killed =
+            fleet.redis.kill_clients("normal").await + fleet.redis.kill_clients("pubsub").await;
+        if killed > 0 {
+            rounds_that_killed += 1;
+        }
     }
     let report = load.await.expect("the load task");
-    assert!(killed > 0, "no connection was killed");
+    assert!(
+        rounds_that_killed >= 5,
+        "connections were killed in only {rounds_that_killed} rounds while orders were placed"
+    );
     let v = verdict(&fleet, &report, &initial).await;
     assert_clean(&fleet, &v);
 }
@@ -270,9 +276,11 @@ async fn redis_restarted_with_aof(mode: DeliveryMode) {
         "some orders to be applied",
         Duration::from_secs(30),
         || async {
-            let mut conn = fleet.redis.connection().await;
-            let pending: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
-            anyhow::ensure!(pending > 500, "{pending} keys so far");
+            let mut applied = 0.0;
+            for c in ["c0", "c1", "c2"] {
+                applied += fleet.metric(c, "eo_consumer_orders_applied_total").await;
+            }
+            anyhow::ensure!(applied >= 300.0, "{applied} applied so far");
             Ok(())
         },
     )
@@ -345,7 +353,7 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
         }
         let part = place(&fleet, chunk.to_vec()).await;
         assert_eq!(part.accepted.len(), 100, "round {round}");
-        report.accepted.extend(part.accepted);
+        report.merge(part);
     }
     let v = verdict(&fleet, &report, &initial).await;
     assert_clean(&fleet, &v);
@@ -366,13 +374,18 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
             )
             .await;
         }
+        // The checker waited for the good orders only: the bad ones may still be on their way.
         DeliveryMode::Streams => {
-            let dead: usize = redis::cmd("XLEN")
-                .arg(keys.dead_letter())
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            assert_eq!(dead as f64, expected_invalid, "dead-letter stream");
+            e2e::net::wait_until(
+                "every bad entry to be dead-lettered",
+                Duration::from_secs(10),
+                || async {
+                    let dead: usize = conn.clone().xlen(keys.dead_letter()).await?;
+                    anyhow::ensure!(dead as f64 == expected_invalid, "{dead} dead-lettered");
+                    Ok(())
+                },
+            )
+            .await;
             assert_eq!(
                 fleet.fleet_metric("eo_consumer_dead_lettered_total").await,
                 expected_invalid
