@@ -2,6 +2,7 @@
 //! (each order atomic on its own), then the accounting of how each ended (metrics and one log line per
 //! order carrying `order_id`, `consumer` and `outcome`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::OrderMessage;
@@ -16,7 +17,7 @@ use crate::metrics::{ReasonLabel, ViaLabel};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holding {
     /// Pub/Sub: we hold the lease with this token (the apply leaves it to expire, see apply.lua).
-    Lease { token: String },
+    Lease { token: Arc<str> },
     /// Streams: the entry is in our pending list.
     Entry { entry_id: String },
 }
@@ -183,10 +184,13 @@ async fn hand_back(ctx: &Context, deliveries: &[Delivery]) {
             pipe.invoke_script(
                 scripts::RELEASE
                     .key(ctx.keys.lock(&d.message.order_id))
-                    .arg(token),
+                    .arg(&**token),
             )
             .ignore();
         }
+    }
+    if pipe.is_empty() {
+        return; // stream entries: they stay in the pending list for reclaim
     }
     if let Err(e) = scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
         tracing::warn!(consumer = %ctx.name, error = %e, "could not give leases back; they expire after the lock TTL");

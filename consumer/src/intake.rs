@@ -1,6 +1,8 @@
 //! From raw payloads to deliveries: parse and validate each message, count and log the bad
 //! ones with their reason, and (pubsub) take the lease on the good ones.
 
+use std::sync::Arc;
+
 use protocol::OrderMessage;
 use protocol::message::MessageError;
 use redis::Value;
@@ -37,15 +39,14 @@ pub async fn take_leases(
     if messages.is_empty() {
         return Vec::new();
     }
-    let tokens: Vec<String> = messages
-        .iter()
-        .map(|_| uuid::Uuid::new_v4().simple().to_string())
-        .collect();
+    // One random token for the batch: a token only has to tell this holder's lease of one
+    // order from any other holder's, and the batch's orders have distinct lock keys.
+    let token: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let mut pipe = redis::pipe();
-    for (m, token) in messages.iter().zip(&tokens) {
+    for m in &messages {
         pipe.cmd("SET")
             .arg(ctx.keys.lock(&m.order_id))
-            .arg(token)
+            .arg(&*token)
             .arg("NX")
             .arg("PX")
             .arg(ctx.config.lock_ttl_ms);
@@ -59,7 +60,7 @@ pub async fn take_leases(
         }
     };
     let mut won = Vec::with_capacity(messages.len());
-    for ((message, token), reply) in messages.into_iter().zip(tokens).zip(replies) {
+    for (message, reply) in messages.into_iter().zip(replies) {
         if matches!(reply, Value::Nil) {
             if recovered.is_none() {
                 ctx.metrics.lock_contended.inc();
@@ -68,7 +69,9 @@ pub async fn take_leases(
         } else {
             won.push(Delivery {
                 message,
-                holding: Holding::Lease { token },
+                holding: Holding::Lease {
+                    token: token.clone(),
+                },
                 recovered,
             });
         }

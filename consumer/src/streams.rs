@@ -3,6 +3,7 @@
 //! atomically. Entries idle longer than the lock TTL (their consumer died or stalled) are
 //! reclaimed; after `MAX_DELIVERIES` an entry goes to the dead-letter stream with its reason.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use protocol::group::ensure_consumer_group;
@@ -168,9 +169,15 @@ async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<u
     }
 }
 
-/// Every recovery interval, takes over entries idle longer than the lock TTL.
+/// Every recovery interval, takes over entries idle longer than the lock TTL and removes
+/// departed consumers from the group.
 pub async fn reclaim_periodically(ctx: &Context, shutdown: &CancellationToken) {
-    periodically(ctx, shutdown, "reclaim", || reclaim(ctx, shutdown)).await;
+    periodically(ctx, shutdown, "reclaim", || async {
+        reclaim(ctx, shutdown).await?;
+        forget_departed(ctx).await;
+        Ok(())
+    })
+    .await;
 }
 
 async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
@@ -192,28 +199,26 @@ async fn reclaim(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     let pending: i64 = conn.xlen(&stream).await?;
     ctx.metrics.pending_orders.set(pending);
     if idle.is_empty() {
-        forget_departed(ctx).await;
         return Ok(());
     }
+    let ids: Vec<&str> = idle.iter().map(|(id, ..)| id.as_str()).collect();
+    // XCLAIM re-checks the idle time, so two replicas reclaiming at once cannot both win.
+    let claimed: StreamClaimReply = conn
+        .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
+        .await?;
+    tracing::info!(consumer = %ctx.name, entries = claimed.ids.len(), "reclaimed idle entries");
     let max = ctx.config.max_deliveries as usize;
-    let (exhausted, retry): (Vec<_>, Vec<_>) = idle.into_iter().partition(|(_, _, _, n)| *n >= max);
-    if !retry.is_empty() {
-        let ids: Vec<&str> = retry.iter().map(|(id, ..)| id.as_str()).collect();
-        // XCLAIM re-checks the idle time, so two replicas reclaiming at once cannot both win.
-        let claimed: StreamClaimReply = conn
-            .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
-            .await?;
-        tracing::info!(consumer = %ctx.name, entries = claimed.ids.len(), "reclaimed idle entries");
-        handle_entries(ctx, claimed.ids, Some("reclaim"), shutdown).await;
-    }
-    if !exhausted.is_empty() {
-        let ids: Vec<&str> = exhausted.iter().map(|(id, ..)| id.as_str()).collect();
-        let claimed: StreamClaimReply = conn
-            .xclaim(&stream, CONSUMER_GROUP, &ctx.name, min_idle, &ids)
-            .await?;
-        last_chance(ctx, claimed.ids, max).await;
-    }
-    forget_departed(ctx).await;
+    let exhausted: HashSet<&str> = idle
+        .iter()
+        .filter(|(_, _, _, deliveries)| *deliveries >= max)
+        .map(|(id, ..)| id.as_str())
+        .collect();
+    let (last, retry): (Vec<_>, Vec<_>) = claimed
+        .ids
+        .into_iter()
+        .partition(|entry| exhausted.contains(entry.id.as_str()));
+    handle_entries(ctx, retry, Some("reclaim"), shutdown).await;
+    last_chance(ctx, last, max).await;
     Ok(())
 }
 
