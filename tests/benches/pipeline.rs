@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use e2e::fleet::Fleet;
 use e2e::load::{OrderSpec, orders};
+use e2e::net::poll_until;
 use e2e::process::cpu_time_of;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::scripts;
@@ -86,7 +87,7 @@ async fn bench_mode(mode: DeliveryMode) {
     let specs = orders(&format!("tp-{mode}"), THROUGHPUT_ORDERS, &ITEMS);
     let started = Instant::now();
     let injected_in = inject(&fleet, &specs, mode).await;
-    wait_drained(&fleet, THROUGHPUT_ORDERS).await;
+    wait_drained(&fleet).await;
     let elapsed = started.elapsed();
     let after = commandstats(&mut conn).await;
     let cpu_after = cpu_times(&fleet);
@@ -292,24 +293,24 @@ async fn inject(fleet: &Fleet, specs: &[OrderSpec], mode: DeliveryMode) -> Durat
 
 /// Waits until no order is waiting: the pending index (pubsub) or the stream (streams: applied
 /// entries are deleted) is empty.
-async fn wait_drained(fleet: &Fleet, n: usize) -> Duration {
-    let started = Instant::now();
-    let mut conn = fleet.redis.connection().await;
+async fn wait_drained(fleet: &Fleet) {
     let keys = fleet.keys();
-    loop {
-        let pending: usize = match fleet.mode {
-            DeliveryMode::Pubsub => conn.zcard(keys.pending()).await.unwrap(),
-            DeliveryMode::Streams => conn.xlen(keys.stream()).await.unwrap(),
-        };
-        if pending == 0 {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{pending} of {n} orders still pending after 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let conn = fleet.redis.connection().await;
+    poll_until(
+        "every order to be applied",
+        Duration::from_secs(300),
+        Duration::from_millis(20),
+        || async {
+            let mut conn = conn.clone();
+            let pending: usize = match fleet.mode {
+                DeliveryMode::Pubsub => conn.zcard(keys.pending()).await?,
+                DeliveryMode::Streams => conn.xlen(keys.stream()).await?,
+            };
+            anyhow::ensure!(pending == 0, "{pending} orders still pending");
+            Ok(())
+        },
+    )
+    .await;
 }
 
 async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
@@ -375,7 +376,7 @@ async fn latency(fleet: &Fleet, mode: DeliveryMode) -> (u64, u64, usize) {
     for t in tasks {
         t.await.unwrap();
     }
-    wait_drained(fleet, total).await;
+    wait_drained(fleet).await;
     let mut conn = fleet.redis.connection().await;
     let keys = fleet.keys();
     let mut latencies = Vec::with_capacity(total);

@@ -147,7 +147,8 @@ async fn all_records(
         let mut iter: redis::AsyncIter<String> = conn
             .scan_options(
                 redis::ScanOptions::default()
-                    .with_pattern(format!("{}*", escape_glob(&pattern)))
+                    // No glob character can occur in it: `Channel` allows none.
+                    .with_pattern(format!("{pattern}*"))
                     .with_count(1000),
             )
             .await
@@ -170,17 +171,4 @@ async fn all_records(
         }
     }
     records
-}
-
-/// `{` `}` and friends are glob characters to SCAN MATCH.
-fn escape_glob(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use protocol::{DeliveryMode, Keys};
+use protocol::{DeliveryMode, Keys, env};
 
 use crate::bins::workspace_binary;
 use crate::net::{free_port, wait_until};
@@ -37,7 +37,7 @@ impl Fleet {
         Fleet {
             redis: RedisServer::start(aof).await,
             mode,
-            channel: "order_updates".to_owned(),
+            channel: env::DEFAULT_CHANNEL.to_owned(),
             lock_ttl_ms,
             order_service: None,
             consumers: HashMap::new(),
@@ -63,10 +63,10 @@ impl Fleet {
 
     fn common_env(&self, http_port: u16) -> Vec<(&'static str, String)> {
         vec![
-            ("REDIS_URL", self.redis.url()),
-            ("CHANNEL", self.channel.clone()),
-            ("DELIVERY_MODE", self.mode.to_string()),
-            ("HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+            (env::REDIS_URL, self.redis.url()),
+            (env::CHANNEL, self.channel.clone()),
+            (env::DELIVERY_MODE, self.mode.to_string()),
+            (env::HTTP_ADDR, format!("127.0.0.1:{http_port}")),
             ("RUST_LOG", "info".to_owned()),
         ]
     }
@@ -102,8 +102,8 @@ impl Fleet {
         let port = free_port();
         let mut env = self.common_env(port);
         env.extend([
-            ("CONSUMER_NAME", name.to_owned()),
-            ("LOCK_TTL_MS", self.lock_ttl_ms.to_string()),
+            (env::CONSUMER_NAME, name.to_owned()),
+            (env::LOCK_TTL_MS, self.lock_ttl_ms.to_string()),
             ("APPLY_DELAY_MS", apply_delay_ms.to_string()),
         ]);
         env.extend(self.consumer_env.iter().cloned());

@@ -1,7 +1,7 @@
 //! A real `redis-server` per test, on a free loopback port, in its own temporary directory.
 //! Fails loudly when the binary is missing: these suites never skip.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::net::{free_port, wait_until};
@@ -88,10 +88,6 @@ impl RedisServer {
     /// The running server process.
     pub fn process(&self) -> &ChildProcess {
         self.process.as_ref().expect("the server is running")
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {

@@ -2,6 +2,8 @@
 
 use protocol::Keys;
 use protocol::keys::CONSUMER_GROUP;
+use redis::AsyncCommands;
+use redis::streams::{StreamReadOptions, StreamReadReply};
 
 /// Reads every new entry as consumer `consumer` (creating it), leaving them pending for it.
 pub async fn read_new_entries(
@@ -9,14 +11,9 @@ pub async fn read_new_entries(
     keys: &Keys,
     consumer: &str,
 ) {
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(CONSUMER_GROUP)
-        .arg(consumer)
-        .arg("STREAMS")
-        .arg(keys.stream())
-        .arg(">")
-        .query_async(conn)
+    let options = StreamReadOptions::default().group(CONSUMER_GROUP, consumer);
+    let _: Option<StreamReadReply> = conn
+        .xread_options(&[keys.stream()], &[">"], &options)
         .await
         .expect("XREADGROUP");
 }

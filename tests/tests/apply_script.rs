@@ -17,6 +17,18 @@ fn order(id: &str, lines: &[(&str, u64)]) -> OrderMessage {
     }
 }
 
+/// A fresh redis-server whose inventory holds `stock`, and the fleet's keys.
+async fn with_stock<V: redis::ToRedisArgs + Send + Sync>(
+    stock: &[(&str, V)],
+) -> (RedisServer, redis::aio::MultiplexedConnection, Keys) {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let keys = Keys::new(&"orders".parse().unwrap());
+    let _: () = conn.hset_multiple(keys.inventory(), stock).await.unwrap();
+    (redis, conn, keys)
+}
+
+/// Applies `orders` as Pub/Sub deliveries (no stream entry).
 async fn apply(
     conn: &mut redis::aio::MultiplexedConnection,
     keys: &Keys,
@@ -29,12 +41,21 @@ async fn apply(
             entry_id: None,
         })
         .collect();
-    let invocation = scripts::apply_invocation(keys, "tester", 60_000, None, &items);
+    apply_items(conn, keys, None, &items).await
+}
+
+async fn apply_items(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    group: Option<&str>,
+    items: &[ApplyItem<'_>],
+) -> Vec<ApplyOutcome> {
+    let invocation = scripts::apply_invocation(keys, "tester", 60_000, group, items);
     let reply = invocation
         .invoke_async(conn)
         .await
         .expect("the apply script runs");
-    scripts::parse_apply_reply(reply, orders.len()).expect("a well-formed reply")
+    scripts::parse_apply_reply(reply, items.len()).expect("a well-formed reply")
 }
 
 fn labels(outcomes: &[ApplyOutcome]) -> Vec<&'static str> {
@@ -43,13 +64,7 @@ fn labels(outcomes: &[ApplyOutcome]) -> Vec<&'static str> {
 
 #[tokio::test]
 async fn a_batch_applies_each_order_once_all_lines_or_none() {
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
-    let _: () = conn
-        .hset_multiple(keys.inventory(), &[("a", 5), ("b", 1)])
-        .await
-        .unwrap();
+    let (_redis, mut conn, keys) = with_stock(&[("a", 5), ("b", 1)]).await;
 
     let batch = [
         order("o1", &[("a", 2), ("b", 1)]),
@@ -82,10 +97,7 @@ async fn a_batch_applies_each_order_once_all_lines_or_none() {
 
 #[tokio::test]
 async fn an_order_redis_refuses_does_not_stop_the_ones_behind_it() {
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
-    let _: () = conn.hset(keys.inventory(), "a", 10).await.unwrap();
+    let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
     let broken = order("broken", &[("a", 1)]);
     // A record key of the wrong type: every read of it fails with WRONGTYPE.
     let _: () = conn
@@ -110,13 +122,7 @@ async fn an_order_redis_refuses_does_not_stop_the_ones_behind_it() {
 
 #[tokio::test]
 async fn a_stock_value_that_is_not_a_whole_number_fails_only_the_orders_that_need_it() {
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
-    let _: () = conn
-        .hset_multiple(keys.inventory(), &[("a", "10"), ("b", "1.5"), ("c", "007")])
-        .await
-        .unwrap();
+    let (_redis, mut conn, keys) = with_stock(&[("a", "10"), ("b", "1.5"), ("c", "007")]).await;
 
     let batch = [
         order("needs-b", &[("a", 1), ("b", 1)]),
@@ -149,10 +155,7 @@ async fn a_stock_value_that_is_not_a_whole_number_fails_only_the_orders_that_nee
 #[tokio::test]
 async fn an_order_without_a_record_gets_one_when_applied() {
     // A starting-design publisher sends straight to the channel: no accept, so no record.
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
-    let _: () = conn.hset(keys.inventory(), "a", 3).await.unwrap();
+    let (_redis, mut conn, keys) = with_stock(&[("a", 3)]).await;
     let raw = order("1732700000123", &[("a", 1)]);
     assert_eq!(
         labels(&apply(&mut conn, &keys, std::slice::from_ref(&raw)).await),
@@ -176,12 +179,9 @@ async fn an_order_without_a_record_gets_one_when_applied() {
 #[tokio::test]
 async fn a_batch_naming_thousands_of_items_is_applied() {
     // More distinct items than one Lua unpack can pass to HMGET.
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
     let names: Vec<String> = (0..9_000).map(|i| format!("item-{i}")).collect();
     let stock: Vec<(&str, i64)> = names.iter().map(|n| (n.as_str(), 1)).collect();
-    let _: () = conn.hset_multiple(keys.inventory(), &stock).await.unwrap();
+    let (_redis, mut conn, keys) = with_stock(&stock).await;
     let batch: Vec<OrderMessage> = names
         .chunks(100)
         .enumerate()
@@ -204,10 +204,7 @@ async fn a_batch_naming_thousands_of_items_is_applied() {
 
 #[tokio::test]
 async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream() {
-    let redis = RedisServer::start(false).await;
-    let mut conn = redis.connection().await;
-    let keys = Keys::new(&"orders".parse().unwrap());
-    let _: () = conn.hset(keys.inventory(), "a", 10).await.unwrap();
+    let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
     let first = order("e-first", &[("a", 1)]);
     // Another event (say a starting-design publisher's) under the same orderId.
     let mut other = order("e-other", &[("a", 5)]);
@@ -229,15 +226,13 @@ async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream
         message: &other,
         entry_id: Some(&entry),
     };
-    let invocation = scripts::apply_invocation(
+    let outcomes = apply_items(
+        &mut conn,
         &keys,
-        "tester",
-        60_000,
         Some(protocol::keys::CONSUMER_GROUP),
         &[item],
-    );
-    let reply = invocation.invoke_async(&mut conn).await.unwrap();
-    let outcomes = scripts::parse_apply_reply(reply, 1).unwrap();
+    )
+    .await;
     assert_eq!(
         outcomes,
         [ApplyOutcome::Conflict {
@@ -249,4 +244,26 @@ async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream
     let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
     let live: usize = conn.xlen(keys.stream()).await.unwrap();
     assert_eq!((dead, live), (1, 0), "moved to the dead-letter stream");
+}
+
+#[tokio::test]
+async fn a_pending_index_of_the_wrong_type_refuses_the_batch_before_writing() {
+    // The batch's last writes (ZREM of the pending index) come after every order's record:
+    // they must not be able to fail there.
+    let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
+    let _: () = conn.set(keys.pending(), "not a zset").await.unwrap();
+    let batch = [order("o1", &[("a", 1)])];
+    let items = [ApplyItem {
+        message: &batch[0],
+        entry_id: None,
+    }];
+    let result: redis::RedisResult<redis::Value> =
+        scripts::apply_invocation(&keys, "tester", 60_000, None, &items)
+            .invoke_async(&mut conn)
+            .await;
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("WRONGTYPE"), "{err}");
+    let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    let recorded: bool = conn.exists(keys.order(&batch[0].order_id)).await.unwrap();
+    assert_eq!((left, recorded), (10, false), "nothing was written");
 }

@@ -5,22 +5,15 @@ use protocol::Keys;
 use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::scripts;
+use redis::AsyncCommands;
+use redis::streams::StreamInfoConsumersReply;
 
 async fn consumers(conn: &mut redis::aio::MultiplexedConnection, keys: &Keys) -> Vec<String> {
-    let infos: Vec<redis::Value> = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.stream())
-        .arg(CONSUMER_GROUP)
-        .query_async(conn)
+    let reply: StreamInfoConsumersReply = conn
+        .xinfo_consumers(keys.stream(), CONSUMER_GROUP)
         .await
         .unwrap();
-    let mut names: Vec<String> = infos
-        .into_iter()
-        .map(|info| {
-            let fields: Vec<redis::Value> = redis::from_redis_value(info).unwrap();
-            redis::from_redis_value(fields[1].clone()).unwrap()
-        })
-        .collect();
+    let mut names: Vec<String> = reply.consumers.into_iter().map(|c| c.name).collect();
     names.sort();
     names
 }
@@ -47,23 +40,15 @@ async fn only_consumers_with_nothing_pending_are_forgotten() {
     let mut conn = redis.connection().await;
     let keys = Keys::new(&"orders".parse().unwrap());
     ensure_consumer_group(&mut conn, &keys).await.unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(keys.stream())
-        .arg("*")
-        .arg("order")
-        .arg("{}")
-        .query_async(&mut conn)
+    let _: String = conn
+        .xadd(keys.stream(), "*", &[("order", "{}")])
         .await
         .unwrap();
     // "holding" reads the entry and never acknowledges it; "gone" and "me" hold nothing.
     e2e::stream_group::read_new_entries(&mut conn, &keys, "holding").await;
     for name in ["gone", "me"] {
-        let _: i64 = redis::cmd("XGROUP")
-            .arg("CREATECONSUMER")
-            .arg(keys.stream())
-            .arg(CONSUMER_GROUP)
-            .arg(name)
-            .query_async(&mut conn)
+        let _: i64 = conn
+            .xgroup_createconsumer(keys.stream(), CONSUMER_GROUP, name)
             .await
             .unwrap();
     }

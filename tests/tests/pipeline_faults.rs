@@ -11,6 +11,7 @@ use e2e::fleet::Fleet;
 use e2e::load::{LoadReport, OrderSpec, orders, place_orders};
 use nix::sys::signal::Signal;
 use protocol::DeliveryMode;
+use protocol::message::STREAM_FIELD;
 use redis::AsyncCommands;
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
@@ -333,23 +334,17 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
     let mut report = LoadReport::default();
     for (round, chunk) in orders("mixed", 600, &ITEMS).chunks(100).enumerate() {
         for payload in bad {
-            let _: () = match mode {
-                DeliveryMode::Pubsub => redis::cmd("PUBLISH")
-                    .arg(&fleet.channel)
-                    .arg(payload)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap(),
-                DeliveryMode::Streams => redis::cmd("XADD")
-                    .arg(keys.stream())
-                    .arg("*")
-                    .arg("order")
-                    .arg(payload)
-                    .query_async(&mut conn)
-                    .await
-                    .map(|_: String| ())
-                    .unwrap(),
-            };
+            match mode {
+                DeliveryMode::Pubsub => {
+                    let _: i64 = conn.publish(&fleet.channel, payload).await.unwrap();
+                }
+                DeliveryMode::Streams => {
+                    let _: String = conn
+                        .xadd(keys.stream(), "*", &[(STREAM_FIELD, payload)])
+                        .await
+                        .unwrap();
+                }
+            }
         }
         let part = place(&fleet, chunk.to_vec()).await;
         assert_eq!(part.accepted.len(), 100, "round {round}");
