@@ -14,6 +14,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in cargo go; do
-  command -v "$tool" >/dev/null || { echo "$tool is required (Rust 1.89+, Go 1.26+)" >&2; exit 1; }
-done
+command -v cargo >/dev/null || { echo "cargo is required (Rust 1.89+)" >&2; exit 1; }
