@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use protocol::Keys;
 use redis::aio::ConnectionManager;
 use service::Readiness;
-use service::redis_args::{BadRedisUrl, connection_config};
+use service::redis_args::{BadRedisUrl, RESPONSE_TIMEOUT, connection_config};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -31,7 +31,7 @@ impl Context {
             name: config.consumer_name(),
             keys: Keys::new(&config.redis.channel),
             client: config.redis.client()?,
-            conn: config.redis.connection_manager(Duration::from_secs(5))?,
+            conn: config.redis.connection_manager()?,
             metrics: Metrics::new(registry),
             readiness: Readiness::default(),
             config,
@@ -46,7 +46,7 @@ impl Context {
     ) -> redis::RedisResult<ConnectionManager> {
         ConnectionManager::new_with_config(
             self.client.clone(),
-            connection_config(block + Duration::from_secs(5)),
+            connection_config(block + RESPONSE_TIMEOUT),
         )
         .await
     }

@@ -251,7 +251,11 @@ async fn forget_departed(ctx: &Context) {
 async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
     let mut poisoned = Vec::new();
     for entry in entries {
-        let entry_id = entry.id.clone();
+        // The dead-letter stream keeps the payload as it arrived.
+        let (entry_id, payload) = (
+            entry.id.clone(),
+            entry.get(STREAM_FIELD).unwrap_or_default(),
+        );
         match to_delivery(ctx, entry, Some("reclaim")) {
             Err(p) => poisoned.push(p),
             // `None` (the call itself failed, e.g. the connection dropped) says nothing about
@@ -264,7 +268,7 @@ async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
                 {
                     poisoned.push(Poisoned {
                         entry_id,
-                        payload: delivery.message.to_json().into_bytes(),
+                        payload,
                         reason: format!("apply failed after {max} deliveries: {error}"),
                         order_id: Some(delivery.message.order_id),
                     });

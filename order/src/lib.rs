@@ -24,7 +24,7 @@ use store::Store;
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let redis = &config.redis;
-    let conn = redis.connection_manager(Duration::from_secs(5))?;
+    let conn = redis.connection_manager()?;
     let keys = Keys::new(&redis.channel);
     let store = Store {
         conn: conn.clone(),

@@ -1,14 +1,10 @@
 //! What the order service counts, for `/metrics`. Names start with `eo_order_`.
 
-use axum::Json;
 use axum::http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-
-use crate::error::ApiError;
-use crate::routes::orders::Accepted;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
@@ -17,7 +13,8 @@ pub struct CodeLabel {
 
 #[derive(Default)]
 pub struct Metrics {
-    /// `POST /orders` answers by status: 202 new, 200 retry, 4xx refused, 503 Redis down.
+    /// `POST /orders` answers by status: 202 new, 200 retry, 4xx refused, 500 Redis refused
+    /// the order, 503 Redis down.
     pub create_responses: Family<CodeLabel, Counter>,
 }
 
@@ -32,13 +29,11 @@ impl Metrics {
         m
     }
 
-    pub fn count_create(&self, result: &Result<(StatusCode, Json<Accepted>), ApiError>) {
-        let code = match result {
-            Ok((status, _)) => status.as_u16(),
-            Err(e) => e.status().as_u16(),
-        };
+    pub fn count_create(&self, status: StatusCode) {
         self.create_responses
-            .get_or_create(&CodeLabel { code })
+            .get_or_create(&CodeLabel {
+                code: status.as_u16(),
+            })
             .inc();
     }
 }

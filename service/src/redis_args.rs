@@ -40,14 +40,10 @@ impl RedisArgs {
         })
     }
 
-    /// A multiplexed connection that reconnects by itself; it connects on first use, so a
-    /// process can start (not ready) while Redis is down. `response_timeout` must exceed any
-    /// blocking command sent on it.
-    pub fn connection_manager(
-        &self,
-        response_timeout: Duration,
-    ) -> Result<ConnectionManager, BadRedisUrl> {
-        ConnectionManager::new_lazy_with_config(self.client()?, connection_config(response_timeout))
+    /// A multiplexed connection for short commands that reconnects by itself; it connects on
+    /// first use, so a process can start (not ready) while Redis is down.
+    pub fn connection_manager(&self) -> Result<ConnectionManager, BadRedisUrl> {
+        ConnectionManager::new_lazy_with_config(self.client()?, connection_config(RESPONSE_TIMEOUT))
             .map_err(|source| BadRedisUrl {
                 url: self.redis_url.clone(),
                 source,
@@ -55,6 +51,10 @@ impl RedisArgs {
     }
 }
 
+/// How long a short command may take before the call counts as failed.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `response_timeout` must exceed any blocking command sent on the connection.
 pub fn connection_config(response_timeout: Duration) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))

@@ -31,7 +31,11 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let result = accept(&state, &headers, body).await;
-    state.metrics.count_create(&result);
+    let status = match &result {
+        Ok((status, _)) => *status,
+        Err(e) => e.status(),
+    };
+    state.metrics.count_create(status);
     result
 }
 
