@@ -22,6 +22,9 @@ pub const HTTP_PORT_NAME: &str = "http";
 /// `app.kubernetes.io/name` of every consumer pod.
 pub const APP_NAME: &str = "inventory-consumer";
 pub const MANAGED_BY: &str = "exactly-once-operator";
+/// The label carrying [`MANAGED_BY`] on every Deployment the operator owns; the operator's
+/// watch on Deployments selects on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Seconds the pod gets beyond the lock TTL to finish its in-flight order after SIGTERM.
 pub const GRACE_MARGIN_SECS: i64 = 10;
 /// A numeric non-root user, so `runAsNonRoot` holds whatever USER the image declares.
@@ -71,10 +74,7 @@ pub fn common_labels(cr_name: &str) -> BTreeMap<String, String> {
         "app.kubernetes.io/part-of".to_owned(),
         "exactly-once".to_owned(),
     );
-    labels.insert(
-        "app.kubernetes.io/managed-by".to_owned(),
-        MANAGED_BY.to_owned(),
-    );
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     labels
 }
 

@@ -94,19 +94,17 @@ impl LeaderElector {
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// Returns once this replica holds the lease. API errors are logged and retried.
-    pub async fn acquire(&self) -> Instant {
+    /// `on_standby` runs after every round that found the lease held by another live replica,
+    /// so a caller reports "standby" only once an election round has actually said so.
+    pub async fn acquire(&self, mut on_standby: impl FnMut()) -> Instant {
         // (resourceVersion, when we first saw it): the follower's skew-free clock.
         let mut seen: Option<(String, Instant)> = None;
         loop {
             let attempt = Instant::now();
             match self.try_once(&mut seen, attempt).await {
                 Ok(true) => return attempt,
-                Ok(false) => {}
+                Ok(false) => on_standby(),
                 Err(e) => warn!(lease = %self.name, error = %e, "leader election attempt failed"),
             }
             sleep(self.timings.retry_period).await;

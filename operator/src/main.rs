@@ -14,7 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Config};
 use operator::crd::ExactlyOnceConsumer;
-use operator::deployment::MANAGED_BY;
+use operator::deployment::{MANAGED_BY, MANAGED_BY_LABEL};
 use operator::http::{self, Health, Role};
 use operator::leader::{LeaderElector, Timings};
 use operator::metrics::Metrics;
@@ -109,7 +109,8 @@ async fn main() -> anyhow::Result<()> {
         &identity,
         Timings::default(),
     );
-    health.set_role(Role::Standby);
+    // The role stays `starting` until an election round has read the lease: `standby` means
+    // "another replica holds it and is alive", never "not asked yet".
     info!(lease = %args.lease_name, %lease_namespace, %identity, "waiting for the leader lease");
 
     let outcome = tokio::select! {
@@ -117,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
             info!(signal, "shutting down before becoming leader");
             Ok(())
         }
-        acquired_at = elector.acquire() => {
+        acquired_at = elector.acquire(|| health.set_role(Role::Standby)) => {
             health.set_role(Role::Leader);
             info!(lease = %args.lease_name, %identity, "became leader; starting the controller");
             lead(&args, client, metrics, &identity, &elector, acquired_at, &mut shutdown).await
@@ -168,8 +169,7 @@ async fn lead(
         // Only our Deployments: a hand edit to one of them triggers a reconcile that puts it back.
         .owns(
             deployments,
-            watcher::Config::default()
-                .labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}")),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
         )
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move {

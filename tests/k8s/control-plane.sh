@@ -268,14 +268,6 @@ export KUBECACHEDIR=$dir/kube-cache
 export K8S_BIN_DIR=$bin
 export K8S_APISERVER=https://127.0.0.1:$api_port
 EOF
-  cat >"$dir/ports" <<EOF
-etcd $etcd_port
-etcd-peer $etcd_peer_port
-kube-apiserver $api_port
-kube-controller-manager $kcm_port
-kube-scheduler $sched_port
-kwok $kwok_port
-EOF
   echo "control-plane.sh: up in $dir (apiserver https://127.0.0.1:$api_port); source $dir/env" >&2
 }
 

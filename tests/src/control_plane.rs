@@ -31,7 +31,6 @@ pub struct ControlPlane {
     dir: PathBuf,
     kubeconfig: PathBuf,
     kubectl: PathBuf,
-    bin_dir: PathBuf,
 }
 
 impl ControlPlane {
@@ -62,7 +61,6 @@ impl ControlPlane {
             dir: dir.to_path_buf(),
             kubeconfig: dir.join("kubeconfig"),
             kubectl: bin_dir.join("kubectl"),
-            bin_dir,
         })
     }
 
@@ -106,26 +104,9 @@ impl ControlPlane {
         &self.kubectl
     }
 
-    /// Where etcd, kube-apiserver, ... and kubectl live.
-    pub fn bin_dir(&self) -> &Path {
-        &self.bin_dir
-    }
-
     /// The directory with certificates, kubeconfig and `logs/<component>.log`.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The last `lines` lines of each component's log, for failure messages.
-    pub fn log_tail(&self, lines: usize) -> String {
-        Command::new("bash")
-            .arg(LAUNCH_SCRIPT)
-            .arg("logs")
-            .arg(&self.dir)
-            .arg(lines.to_string())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_else(|e| format!("(could not read logs in {}: {e})", self.dir.display()))
     }
 
     /// Stops the processes this control plane started (idempotent).

@@ -26,7 +26,12 @@ async fn a_sample_consumer_becomes_an_available_fleet() {
     .await;
     let cr = env.cr(name).await;
     let uid = cr["metadata"]["uid"].as_str().unwrap().to_owned();
-    let deployment = env.wait_deployment(name).await;
+    // Found by its name, not by owner, so the owner-reference check below is not circular.
+    let deployments = env.ns.api::<Deployment>();
+    let deployment = eventually(&format!("Deployment {name}-consumer"), TIMEOUT, || async {
+        Ok(deployments.get(&format!("{name}-consumer")).await?)
+    })
+    .await;
 
     // Owner reference: controller, pointing at the CR, so GC deletes the fleet with it.
     let owners = deployment
@@ -98,9 +103,7 @@ async fn a_sample_consumer_becomes_an_available_fleet() {
     // Security context fit for Pod Security `restricted`.
     assert_restricted(&deployment);
 
-    env.wait_available(name, 3).await;
-    let status = env.cr(name).await["status"].clone();
-    assert_eq!(status["replicas"], 3, "{status}");
+    let status = env.wait_available(name, 3).await["status"].clone();
     assert!(
         !status["selector"].as_str().unwrap_or_default().is_empty(),
         "{status}"
@@ -127,20 +130,9 @@ async fn a_sample_consumer_becomes_an_available_fleet() {
 async fn kubectl_scale_moves_the_fleet_to_five_to_zero_and_back() {
     let env = Env::start("eoc-scale", &[]).await;
     let name = "scaled";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
     for replicas in [5, 0, 2] {
-        env.cp
-            .kubectl(&[
-                "scale",
-                "-n",
-                &env.ns.name,
-                &format!("eoc/{name}"),
-                &format!("--replicas={replicas}"),
-            ])
-            .await
-            .expect_success("scale eoc");
+        env.scale(name, replicas).await;
         env.wait_deployment_replicas(name, replicas).await;
         env.wait_available(name, replicas).await;
         env.wait_pods(name, replicas as usize).await;
@@ -151,9 +143,7 @@ async fn kubectl_scale_moves_the_fleet_to_five_to_zero_and_back() {
 async fn hand_edits_to_the_deployment_are_put_back() {
     let env = Env::start("eoc-drift", &[]).await;
     let name = "drift";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
     let deployment = env.wait_deployment(name).await;
     let dname = deployment.metadata.name.clone().unwrap();
 
@@ -201,9 +191,7 @@ async fn hand_edits_to_the_deployment_are_put_back() {
 async fn changing_lock_ttl_or_channel_rolls_out_new_env() {
     let env = Env::start("eoc-rollout", &[]).await;
     let name = "rolling";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
 
     for (patch, var, value) in [
         (
@@ -368,9 +356,7 @@ async fn missing_url_secret_degrades_then_recovers_when_created() {
 async fn deleting_the_consumer_garbage_collects_its_deployment() {
     let env = Env::start("eoc-delete", &[]).await;
     let name = "doomed";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
     let dname = env.deployment_name(name).await;
     env.cp
         .kubectl(&[
@@ -404,9 +390,7 @@ async fn restricted_namespace_admits_the_fleet() {
     )
     .await;
     let name = "locked-down";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
     env.wait_pods(name, 2).await;
     let events = env
         .ns

@@ -8,18 +8,15 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use e2e::control_plane::eventually;
-use e2e::control_plane::fleet::{FleetEnv as Env, REDIS_URL, TIMEOUT};
+use e2e::control_plane::fleet::{FleetEnv as Env, TIMEOUT};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::DeleteParams;
-use serde_json::json;
 
 #[tokio::test]
 async fn operator_restart_leaves_the_deployment_untouched() {
     let mut env = Env::start("eoc-restart", &[]).await;
     let name = "steady";
-    env.apply_cr(name, json!({"replicas": 2, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 2).await;
+    env.run_fleet(name, 2).await;
     let dname = env.deployment_name(name).await;
     let deployments = env.ns.api::<Deployment>();
     let before = deployments
@@ -38,12 +35,7 @@ async fn operator_restart_leaves_the_deployment_untouched() {
     env.add_operator().await;
     // The new operator reconciles what it finds at start (`steady` first); a CR created
     // afterwards and reconciled proves it got past `steady`.
-    env.apply_cr(
-        "witness",
-        json!({"replicas": 1, "redis": {"url": REDIS_URL}}),
-    )
-    .await;
-    env.wait_available("witness", 1).await;
+    env.run_fleet("witness", 1).await;
     let reconciles = env.operators[0].reconciles().await;
     assert!(
         reconciles >= 2,
@@ -65,29 +57,22 @@ async fn operator_restart_leaves_the_deployment_untouched() {
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let mut env = Env::start("eoc-leader", &[]).await;
     let name = "led";
-    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 1).await;
+    env.run_fleet(name, 1).await;
     let first = env.operators[0].identity.clone();
-    eventually("operator-0 to hold the lease", TIMEOUT, || async {
-        let holder = env.leader().await?;
-        ensure!(holder == first, "holder {holder}");
-        Ok(())
-    })
-    .await;
+    env.wait_leader(&first).await;
     env.add_operator().await;
+    // The standby has read the lease and decided to wait before anything changes; otherwise
+    // the scale below could finish before the standby even took part in the election.
+    let standby = &env.operators[1];
+    eventually(
+        &format!("{} to report standby on /readyz", standby.identity),
+        TIMEOUT,
+        || standby.standby(),
+    )
+    .await;
     // While the leader lives, the standby must not reconcile: a change is applied (by the
     // leader) and the standby's reconcile counter stays at zero.
-    env.cp
-        .kubectl(&[
-            "scale",
-            "-n",
-            &env.ns.name,
-            &format!("eoc/{name}"),
-            "--replicas=2",
-        ])
-        .await
-        .expect_success("scale eoc");
+    env.scale(name, 2).await;
     env.wait_available(name, 2).await;
     assert_eq!(
         env.operators[1].reconciles().await,
@@ -103,22 +88,8 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     // SIGKILL: no graceful lease release, the standby must wait the lease out and take over.
     env.operators[0].process.kill();
     let second = env.operators[1].identity.clone();
-    eventually("operator-1 to take the lease", TIMEOUT, || async {
-        let holder = env.leader().await?;
-        ensure!(holder == second, "holder {holder}");
-        Ok(())
-    })
-    .await;
-    env.cp
-        .kubectl(&[
-            "scale",
-            "-n",
-            &env.ns.name,
-            &format!("eoc/{name}"),
-            "--replicas=3",
-        ])
-        .await
-        .expect_success("scale eoc after failover");
+    env.wait_leader(&second).await;
+    env.scale(name, 3).await;
     env.wait_available(name, 3).await;
     assert!(env.operators[1].reconciles().await > 0);
 }
@@ -129,9 +100,7 @@ async fn status_settles_and_a_deleted_deployment_comes_back() {
     // reconcile forever. Once the fleet is Available the CR must stop changing.
     let env = Env::start("eoc-settle", &[]).await;
     let name = "calm";
-    env.apply_cr(name, json!({"replicas": 1, "redis": {"url": REDIS_URL}}))
-        .await;
-    env.wait_available(name, 1).await;
+    env.run_fleet(name, 1).await;
     let api = env.eoc_api();
     eventually("the CR to stay unchanged for 5 s", TIMEOUT, || async {
         let before = api.get(name).await?.metadata.resource_version;

@@ -5,7 +5,6 @@
 //! contract a user sees, including specs the Rust types cannot even express.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,6 +15,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::{Value, json};
+
+use crate::fleet::sum_metric;
+use crate::net::free_port;
 
 use super::{
     ControlPlane, KubectlOutput, OperatorProcess, TestNamespace, eventually, start_operator,
@@ -185,11 +187,12 @@ pub struct RunningOperator {
     pub process: OperatorProcess,
     pub identity: String,
     pub http_port: u16,
+    http: reqwest::Client,
 }
 
 impl RunningOperator {
     pub fn start(cp: &ControlPlane, binary: &Path, options: &OperatorOptions) -> Self {
-        let http_port = free_loopback_port();
+        let http_port = free_port();
         let http_addr = format!("127.0.0.1:{http_port}");
         let mut args: Vec<String> = vec![
             "--http-addr".into(),
@@ -208,30 +211,15 @@ impl RunningOperator {
             process,
             identity: options.identity.clone(),
             http_port,
+            http: reqwest::Client::new(),
         }
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let code = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| anyhow!("not an HTTP response: {response}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        Ok((code, body.to_owned()))
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let response = self.http.get(&url).send().await?;
+        let code = response.status().as_u16();
+        Ok((code, response.text().await?))
     }
 
     /// The sum of `exactly_once_operator_reconciles_total` over outcomes.
@@ -240,19 +228,14 @@ impl RunningOperator {
             .get("/metrics")
             .await
             .unwrap_or_else(|e| panic!("GET /metrics of {}: {e}", self.identity));
-        body.lines()
-            .filter(|l| l.starts_with("exactly_once_operator_reconciles_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum()
+        sum_metric(&body, "exactly_once_operator_reconciles_total") as u64
     }
 
-    /// The value of metric line `name` (e.g. `exactly_once_operator_reconcile_duration_seconds_sum`).
+    /// Metric `name` summed over its label sets (e.g.
+    /// `exactly_once_operator_reconcile_duration_seconds_sum`); None when /metrics fails.
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics").await.ok()?;
-        body.lines()
-            .find(|l| l.split([' ', '{']).next() == Some(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        Some(sum_metric(&body, name))
     }
 
     /// Whether `/readyz` answers 200 (the operator says it is ready, e.g. as leader).
@@ -261,13 +244,17 @@ impl RunningOperator {
         ensure!(code == 200, "/readyz {code}: {body}");
         Ok(body)
     }
-}
 
-fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the OS hands out a free loopback port")
+    /// Ok once `/readyz` says this replica is a standby: an election round found the lease
+    /// held by another live replica.
+    pub async fn standby(&self) -> anyhow::Result<()> {
+        let (code, body) = self.get("/readyz").await?;
+        ensure!(
+            code == 503 && body.trim() == "standby",
+            "/readyz {code}: {body}"
+        );
+        Ok(())
+    }
 }
 
 /// A test's world: the shared cluster, its own namespace with the CRD installed, and the
@@ -346,6 +333,30 @@ impl FleetEnv {
         self.apply(&consumer(name, spec))
             .await
             .expect_success(&format!("apply eoc/{name}"));
+    }
+
+    /// Applies CR `name` with `replicas` and [`REDIS_URL`], and waits until it is Available.
+    pub async fn run_fleet(&self, name: &str, replicas: i32) {
+        self.apply_cr(
+            name,
+            json!({"replicas": replicas, "redis": {"url": REDIS_URL}}),
+        )
+        .await;
+        self.wait_available(name, replicas).await;
+    }
+
+    /// `kubectl scale eoc/NAME --replicas=N`: the scale subresource, as HPA or a user drives it.
+    pub async fn scale(&self, name: &str, replicas: i32) {
+        self.cp
+            .kubectl(&[
+                "scale",
+                "-n",
+                &self.ns.name,
+                &format!("eoc/{name}"),
+                &format!("--replicas={replicas}"),
+            ])
+            .await
+            .expect_success(&format!("scale eoc/{name} to {replicas}"));
     }
 
     pub async fn cr(&self, name: &str) -> Value {
@@ -454,6 +465,20 @@ impl FleetEnv {
             .and_then(|s| s.holder_identity)
             .filter(|h| !h.is_empty())
             .context("the Lease has no holder")
+    }
+
+    /// Waits until `identity` holds the operator's leader Lease.
+    pub async fn wait_leader(&self, identity: &str) {
+        eventually(
+            &format!("{identity} to hold the lease"),
+            TIMEOUT,
+            || async {
+                let holder = self.leader().await?;
+                ensure!(holder == identity, "holder {holder}");
+                Ok(())
+            },
+        )
+        .await;
     }
 
     pub async fn operator_log_tails(&self) -> String {
