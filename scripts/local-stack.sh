@@ -1,51 +1,87 @@
 #!/usr/bin/env bash
-# The local stack: redis-server, the order service on :3001 and three inventory consumers, then
-# one sample order and its outcome. Stays up until Ctrl-C (or exits after the sample with
-# --once). Everything listens on 127.0.0.1 and is stopped by PID on exit.
+# The local stack: a real single-node Kubernetes cluster on this machine (tests/k8s/real-node.sh:
+# kubelet, containerd, kube-proxy, CoreDNS and the control plane in a network namespace with no
+# link out), this workspace's images built and imported, everything installed from deploy/ with
+# kustomize (operator, order service, Redis, the sample fleet `inventory`), the order service
+# forwarded to 127.0.0.1:3001, and one sample order with the consumer pod that applied it.
+# Stays up until Ctrl-C; --once exits after the sample. Tears down by PID what it started.
+#
+#   scripts/local-stack.sh [--once] [--streams]
+#
+# Needs root (namespaces, mounts, cgroups), Rust and Go; installs the rest (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 
-once=false; [ "${1:-}" = "--once" ] && once=true
-REDIS_PORT=${REDIS_PORT:-6379}
+once=false; variant=deploy
+for arg in "$@"; do
+  case "$arg" in
+    --once) once=true ;;
+    --streams) variant=deploy/variants/streams ;;
+    *) echo "usage: $0 [--once] [--streams]" >&2; exit 2 ;;
+  esac
+done
 ORDER_PORT=${ORDER_PORT:-3001}
-MODE=${DELIVERY_MODE:-pubsub}
-run_dir=$(mktemp -d -t exactly-once-XXXXXX)
+started=$(date +%s)
+state=$(mktemp -d -t exactly-once-stack-XXXXXX)
+ns=exactly-once
 
 scripts/install-deps.sh
-cargo build --quiet -p order -p consumer --bins
-bin=target/debug
+echo "building the cluster's binaries (cached after the first run) and the release binaries..."
+bin=$(tests/k8s/build.sh --print-bin-dir)
+cargo build --quiet --release -p operator -p order -p consumer --bins
 
-pids=()
+forward_pid=""
 stop() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  echo "stopped; logs were in $run_dir"
+  trap - EXIT INT TERM
+  echo "stopping..."
+  if [[ -n "$forward_pid" ]]; then
+    pkill -TERM -P "$forward_pid" 2>/dev/null || true
+    kill "$forward_pid" 2>/dev/null || true
+  fi
+  tests/k8s/real-node.sh down "$state" || true
+  echo "stopped; logs were in $state/logs"
 }
 trap stop EXIT
+trap 'exit 130' INT TERM
 
-wait_http() { # url: poll until it answers 200, for up to 20 s
-  for _ in $(seq 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "no answer from $1; see $run_dir" >&2; exit 1
-}
+K8S_BIN_DIR=$bin tests/k8s/real-node.sh up "$state" --owner-pid $$
+# shellcheck source=/dev/null
+source "$state/env"
+kubectl() { "$KUBECTL" "$@"; }
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$run_dir" --appendonly yes \
-  --maxmemory-policy noeviction --save '' >"$run_dir/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+scripts/build-images.sh --no-build --out "$state/images" >/dev/null
+tests/k8s/real-node.sh import "$state" "$state"/images/*.tar
 
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" DELIVERY_MODE="$MODE"
-HTTP_ADDR="127.0.0.1:$ORDER_PORT" "$bin/order-service" >"$run_dir/order-service.log" 2>&1 &
-pids+=($!)
-for i in 1 2 3; do
-  CONSUMER_NAME="inventory-$i" HTTP_ADDR="127.0.0.1:$((8080 + i))" "$bin/inventory-consumer" \
-    >"$run_dir/inventory-$i.log" 2>&1 &
-  pids+=($!)
+# The sample fleet needs its CRD served: apply, wait for the CRD, apply again (see deploy/README.md).
+kubectl apply --server-side -k "$variant" >/dev/null 2>&1 || true
+kubectl wait --for=condition=Established crd/exactlyonceconsumers.exactlyonce.dev --timeout=60s >/dev/null
+kubectl apply --server-side -k "$variant" >/dev/null
+kubectl -n $ns rollout status statefulset/redis --timeout=180s >/dev/null
+kubectl -n $ns rollout status deployment/order-service --timeout=180s >/dev/null
+kubectl -n $ns rollout status deployment/exactly-once-operator --timeout=180s >/dev/null
+for _ in $(seq 900); do
+  ready=$(kubectl -n $ns get eoc/inventory -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)
+  [[ "$ready" == 3 ]] && break
+  sleep 0.2
 done
-wait_http "http://127.0.0.1:$ORDER_PORT/readyz"
-for i in 1 2 3; do wait_http "http://127.0.0.1:$((8080 + i))/readyz"; done
-echo "up: redis :$REDIS_PORT, order service :$ORDER_PORT, consumers :8081-8083 ($MODE mode)"
+[[ "$ready" == 3 ]] || { echo "eoc/inventory never had 3 ready consumers" >&2; kubectl -n $ns get pods >&2; exit 1; }
 
+# kubectl port-forward binds one pod and exits when it goes away; start it again if it does.
+(
+  while :; do
+    kubectl -n $ns port-forward svc/order-service "$ORDER_PORT:3001" --address 127.0.0.1 \
+      >>"$state/logs/port-forward.log" 2>&1 || true
+    sleep 1
+  done
+) &
+forward_pid=$!
 api="http://127.0.0.1:$ORDER_PORT"
+for _ in $(seq 300); do curl -fsS -o /dev/null "$api/readyz" 2>/dev/null && break; sleep 0.1; done
+curl -fsS -o /dev/null "$api/readyz" || { echo "no answer from $api/readyz; see $state/logs" >&2; exit 1; }
+echo "up in $(( $(date +%s) - started ))s: node eo-node, namespace $ns, order service on $api"
+kubectl get eoc -A
+
 json='-H content-type:application/json'
 curl -fsS -X PUT $json -d '{"quantity": 10}' "$api/inventory/001" >/dev/null
 curl -fsS -X PUT $json -d '{"quantity": 5}' "$api/inventory/002" >/dev/null
@@ -53,12 +89,23 @@ order_id="sample-$(date +%s)"
 echo "POST /orders -> $(curl -sS -X POST $json -d "{\"orderId\":\"$order_id\",\"items\":[{\"id\":\"001\",\"quantity\":2},{\"id\":\"002\",\"quantity\":1}]}" "$api/orders")"
 for _ in $(seq 100); do
   status=$(curl -fsS "$api/orders/$order_id")
-  case "$status" in *'"status":"accepted"'*) sleep 0.05 ;; *) break ;; esac
+  case "$status" in *'"status":"accepted"'*) sleep 0.1 ;; *) break ;; esac
 done
 echo "GET /orders/$order_id -> $status"
 echo "GET /inventory -> $(curl -fsS "$api/inventory")"
-echo "which replica applied it: $(grep -h "\"order_id\":\"$order_id\"" "$run_dir"/inventory-*.log | grep '"outcome":"applied"')"
+consumer=$(sed -n 's/.*"consumer":"\([^"]*\)".*/\1/p' <<<"$status")
+echo "applied by consumer pod: ${consumer:-?} ($(kubectl -n $ns get pod "$consumer" -o jsonpath='{.status.podIP} on {.spec.nodeName}' 2>/dev/null))"
 
 $once && exit 0
-echo "Ctrl-C to stop. Try: curl -X POST $json -d '{\"items\":[{\"id\":\"001\",\"quantity\":1}]}' $api/orders"
-wait
+cat <<TRY
+
+Try, from another shell:
+  export KUBECONFIG=$KUBECONFIG
+  alias kubectl=$KUBECTL
+  kubectl get eoc -n $ns
+  kubectl scale eoc/inventory -n $ns --replicas=5
+  curl -X POST localhost:$ORDER_PORT/orders -H content-type:application/json -d '{"items":[{"id":"001","quantity":1}]}'
+  kubectl logs -n $ns -l app.kubernetes.io/instance=inventory --tail=5
+Ctrl-C stops everything.
+TRY
+while :; do sleep 1; done

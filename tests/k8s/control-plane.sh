@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane on 127.0.0.1 for the operator's end-to-end tests: etcd,
-# kube-apiserver, kube-controller-manager, kube-scheduler and KWOK with one fake node. This
-# script is the one place that knows the components' flags; the Rust harness
-# (tests/src/control_plane.rs) calls it.
+# A real Kubernetes control plane for the end-to-end tests: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, and either KWOK with one fake node on 127.0.0.1 or,
+# with --node-ip, nothing else: real-node.sh runs this script inside its network namespace and
+# adds a real kubelet. This script is the one place that knows these components' flags; the
+# Rust harness (tests/src/control_plane.rs) and real-node.sh call it.
 #
-#   tests/k8s/control-plane.sh up DIR [--owner-pid PID]   start, wait until usable, write DIR/env
+#   tests/k8s/control-plane.sh up DIR [--owner-pid PID] [--node-ip IP]
+#                                                         start, wait until usable, write DIR/env
 #   tests/k8s/control-plane.sh down DIR                   stop exactly the PIDs `up` started
 #   tests/k8s/control-plane.sh logs DIR [LINES]           tail of every component's log
 #
@@ -121,8 +123,9 @@ make_pki() {
       openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
         -out "$1.crt" -extfile "$1.ext"
     }
+    # 10.96.0.1 is the `kubernetes` Service that in-cluster clients (the operator's pods) dial.
     sign serving "/CN=kube-apiserver" \
-      "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+      "IP:127.0.0.1,IP:10.96.0.1${node_ip:+,IP:$node_ip},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     sign admin "/O=system:masters/CN=exactly-once-admin" "IP:127.0.0.1,DNS:localhost"
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
@@ -156,15 +159,15 @@ EOF
 # --- up ------------------------------------------------------------------------------------
 
 up() {
-  local owner_pid=${1:-}
+  local owner_pid=${1:-} node_ip=${2:-}
   [[ -f "$dir/pids" ]] && die "$dir/pids exists: a control plane from this dir may still run (down it first)"
   local bin="${K8S_BIN_DIR:-}"
   [[ -n "$bin" ]] || bin="$("$here/build.sh" --print-bin-dir)" || die "build.sh failed"
   local b
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl ${node_ip:-kwok}; do
     [[ -x "$bin/$b" ]] || die "$bin/$b missing (run tests/k8s/build.sh)"
   done
-  [[ -s "$bin/kwok-stages.yaml" ]] || die "$bin/kwok-stages.yaml missing (run tests/k8s/build.sh)"
+  [[ -n "$node_ip" || -s "$bin/kwok-stages.yaml" ]] || die "$bin/kwok-stages.yaml missing (run tests/k8s/build.sh)"
   command -v openssl >/dev/null || die "openssl is not on PATH"
   command -v curl >/dev/null || die "curl is not on PATH"
 
@@ -192,10 +195,15 @@ up() {
     --initial-cluster="default=http://127.0.0.1:$etcd_peer_port" --unsafe-no-fsync=true
   wait_for etcd "/health" sh -c "curl -sf --max-time 5 http://127.0.0.1:$etcd_port/health | grep -q '\"health\":\"true\"'"
 
+  # With a real node, pods reach the API server through the `kubernetes` Service, so it
+  # advertises the node's address and keeps that Service's endpoints. It binds every address of
+  # the node's network namespace, which has no link out. With KWOK it stays on loopback (1.37
+  # refuses a loopback advertise address unless the endpoint reconciler is off).
+  local api_net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+  [[ -z "$node_ip" ]] || api_net=(--bind-address=0.0.0.0 --advertise-address="$node_ip")
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --secure-port="$api_port" \
-    --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+    "${api_net[@]}" --secure-port="$api_port" \
     --tls-cert-file="$pki/serving.crt" --tls-private-key-file="$pki/serving.key" \
     --client-ca-file="$pki/ca.crt" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -231,6 +239,23 @@ EOF
     --bind-address=127.0.0.1 --secure-port="$sched_port"
   wait_for kube-scheduler "/healthz" sh -c "curl -skf --max-time 5 https://127.0.0.1:$sched_port/healthz | grep -qx ok"
 
+  if [[ -z "$node_ip" ]]; then start_kwok_node; fi
+  # Pods in the default namespace need its ServiceAccount (the serviceaccount controller).
+  wait_for kube-controller-manager "serviceaccount default/default" kubectl get serviceaccount default -n default
+
+  cat >"$dir/env" <<EOF
+export KUBECONFIG=$kc
+export KUBECTL=$bin/kubectl
+export KUBECACHEDIR=$dir/kube-cache
+export K8S_BIN_DIR=$bin
+export K8S_APISERVER=https://127.0.0.1:$api_port
+export K8S_API_PORT=$api_port
+EOF
+  echo "control-plane.sh: up in $dir (apiserver https://127.0.0.1:$api_port); source $dir/env" >&2
+}
+
+# KWOK and its one fake node: scheduled pods become Running/Ready without running anything.
+start_kwok_node() {
   start kwok "$bin/kwok" --kubeconfig="$kc" --config="$bin/kwok-stages.yaml" \
     --manage-all-nodes=true --node-ip=127.0.0.1 --node-port="$kwok_port" \
     --server-address="127.0.0.1:$kwok_port" \
@@ -258,30 +283,26 @@ EOF
   # schedules before that.
   wait_for kube-controller-manager "node $node_name untainted" sh -c \
     "test -z \"\$($(printf '%q ' "$bin/kubectl" --kubeconfig "$kc") get node $node_name -o jsonpath='{.spec.taints}')\""
-  # Pods in the default namespace need its ServiceAccount (the serviceaccount controller).
-  wait_for kube-controller-manager "serviceaccount default/default" kubectl get serviceaccount default -n default
-
-  cat >"$dir/env" <<EOF
-export KUBECONFIG=$kc
-export KUBECTL=$bin/kubectl
-export KUBECACHEDIR=$dir/kube-cache
-export K8S_BIN_DIR=$bin
-export K8S_APISERVER=https://127.0.0.1:$api_port
-EOF
-  echo "control-plane.sh: up in $dir (apiserver https://127.0.0.1:$api_port); source $dir/env" >&2
 }
 
 # --- main ----------------------------------------------------------------------------------
 
 cmd=${1:-}; dir=${2:-}
-[[ -n "$cmd" && -n "$dir" ]] || die "usage: $0 up DIR [--owner-pid PID] | down DIR | logs DIR [LINES]"
+[[ -n "$cmd" && -n "$dir" ]] || die "usage: $0 up DIR [--owner-pid PID] [--node-ip IP] | down DIR | logs DIR [LINES]"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 case "$cmd" in
   up)
-    owner=""
-    if [[ "${3:-}" == "--owner-pid" ]]; then owner=${4:?--owner-pid needs a PID}; fi
-    up "$owner"
+    owner="" node_ip=""
+    shift 2
+    while (( $# )); do
+      case "$1" in
+        --owner-pid) owner=${2:?--owner-pid needs a PID}; shift 2 ;;
+        --node-ip) node_ip=${2:?--node-ip needs an address}; shift 2 ;;
+        *) die "unknown option $1" ;;
+      esac
+    done
+    up "$owner" "$node_ip"
     ;;
   down) down ;;
   logs) logs "${3:-40}" ;;

@@ -1,12 +1,18 @@
 //! A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-//! kube-scheduler, KWOK with one fake node) on 127.0.0.1 for the operator suites.
-//! `tests/k8s/control-plane.sh` owns every flag; this module runs it, shares one cluster per
-//! test binary, and hands each test its own namespace, a `kube::Client` and our kubectl.
+//! kube-scheduler) for the operator suites, with one node that is either fake (KWOK, on
+//! 127.0.0.1: pods are Ready without running) or real (kubelet, containerd, kube-proxy and
+//! CoreDNS in a network namespace of their own: pods run our images).
+//! `tests/k8s/control-plane.sh` and `tests/k8s/real-node.sh` own every flag; this module runs
+//! them, shares one cluster per test binary, and hands each test its own namespace, a
+//! `kube::Client` and our kubectl.
 
 pub mod fleet;
+pub mod install;
 mod kubectl;
 mod namespace;
 mod operator;
+pub mod port_forward;
+pub mod real_node;
 mod wait;
 
 pub use kubectl::KubectlOutput;
@@ -21,26 +27,48 @@ use std::sync::OnceLock;
 use anyhow::{Context, bail};
 
 const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/build.sh");
-const LAUNCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/control-plane.sh");
+const KWOK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/control-plane.sh");
+const REAL_NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/real-node.sh");
 
-/// A running control plane. Dropping it stops exactly the processes it started; the shared
-/// one lives in a static (never dropped), so the script's watchdog stops it when the test
-/// binary exits, whether the tests passed, panicked or the binary was killed.
+/// Which node the cluster has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// KWOK marks scheduled pods Running and Ready; nothing runs. Cheap: 200 fleets fit.
+    Kwok,
+    /// kubelet + containerd + runc: pods run our images, in a network namespace of their own.
+    Real,
+}
+
+impl Node {
+    fn script(self) -> &'static str {
+        match self {
+            Node::Kwok => KWOK_SCRIPT,
+            Node::Real => REAL_NODE_SCRIPT,
+        }
+    }
+}
+
+/// A running cluster. Dropping it stops exactly the processes it started; the shared one
+/// lives in a static (never dropped), so the script's watchdog stops it when the test binary
+/// exits, whether the tests passed, panicked or the binary was killed.
 #[derive(Debug)]
 pub struct ControlPlane {
+    node: Node,
     dir: PathBuf,
     kubeconfig: PathBuf,
     kubectl: PathBuf,
+    bin_dir: PathBuf,
 }
 
 impl ControlPlane {
     /// Builds the binaries if needed (minutes when cold, progress on stderr), then starts a
-    /// control plane in `dir` and waits until a pod can be scheduled. Blocking.
-    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+    /// cluster with `node` in `dir` and waits until a pod can be scheduled. Blocking.
+    pub fn start(node: Node, dir: &Path) -> anyhow::Result<Self> {
         let bin_dir = build_binaries()?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let script = node.script();
         let output = Command::new("bash")
-            .arg(LAUNCH_SCRIPT)
+            .arg(script)
             .arg("up")
             .arg(dir)
             .arg("--owner-pid")
@@ -48,39 +76,68 @@ impl ControlPlane {
             .env("K8S_BIN_DIR", &bin_dir)
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("running {LAUNCH_SCRIPT}"))?;
+            .with_context(|| format!("running {script}"))?;
         if !output.status.success() {
             bail!(
-                "{LAUNCH_SCRIPT} up {} failed ({}):\n{}",
+                "{script} up {} failed ({}):\n{}",
                 dir.display(),
                 output.status,
                 String::from_utf8_lossy(&output.stderr)
             );
         }
         Ok(Self {
+            node,
             dir: dir.to_path_buf(),
             kubeconfig: dir.join("kubeconfig"),
             kubectl: bin_dir.join("kubectl"),
+            bin_dir,
         })
     }
 
-    /// The control plane shared by every test of this test binary, started on first use.
+    /// The KWOK cluster shared by every test of this test binary, started on first use.
     /// Panics with the reason when it cannot start: these tests fail, they never skip.
     pub async fn shared() -> &'static ControlPlane {
         static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-        let shared = tokio::task::spawn_blocking(|| {
-            SHARED.get_or_init(|| {
+        Self::shared_in(&SHARED, Node::Kwok).await
+    }
+
+    /// The real-node cluster shared by every test of this test binary, started on first use,
+    /// with this workspace's images imported.
+    pub async fn shared_real_node() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        Self::shared_in(&SHARED, Node::Real).await
+    }
+
+    async fn shared_in(
+        cell: &'static OnceLock<Result<ControlPlane, String>>,
+        node: Node,
+    ) -> &'static ControlPlane {
+        let shared = tokio::task::spawn_blocking(move || {
+            cell.get_or_init(|| {
                 let dir =
                     std::env::temp_dir().join(format!("exactly-once-k8s-{}", std::process::id()));
-                ControlPlane::start(&dir).map_err(|e| format!("{e:#}"))
+                let cluster = ControlPlane::start(node, &dir).map_err(|e| format!("{e:#}"))?;
+                if node == Node::Real {
+                    cluster.import_images().map_err(|e| format!("{e:#}"))?;
+                }
+                Ok(cluster)
             })
         })
         .await
-        .expect("starting the control plane does not panic");
+        .expect("starting the cluster does not panic");
         match shared {
             Ok(cp) => cp,
-            Err(reason) => panic!("the Kubernetes control plane could not start: {reason}"),
+            Err(reason) => panic!("the Kubernetes cluster ({node:?} node) could not start: {reason}"),
         }
+    }
+
+    pub fn node(&self) -> Node {
+        self.node
+    }
+
+    /// Where build.sh put kubectl, helm and the rest.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
     }
 
     /// A fresh client (kube clients are bound to the tokio runtime that made them, and every
@@ -94,7 +151,8 @@ impl ControlPlane {
         kube::Client::try_from(config).expect("a client can be built from the kubeconfig")
     }
 
-    /// The kubeconfig file (admin, system:masters) for child processes via `KUBECONFIG`.
+    /// The kubeconfig file (admin, system:masters) for child processes via `KUBECONFIG`. With a
+    /// real node it reaches the API server through the host's loopback forwarder.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
@@ -112,7 +170,7 @@ impl ControlPlane {
     /// Stops the processes this control plane started (idempotent).
     pub fn stop(&self) {
         let status = Command::new("bash")
-            .arg(LAUNCH_SCRIPT)
+            .arg(self.node.script())
             .arg("down")
             .arg(&self.dir)
             .status();

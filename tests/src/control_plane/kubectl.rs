@@ -1,5 +1,6 @@
-//! Runs our kubectl against the test cluster the way a user would, capturing its output.
+//! Runs our kubectl (and helm) against the test cluster the way a user would, capturing output.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
@@ -46,11 +47,25 @@ impl ControlPlane {
 
     /// `kubectl ARGS...` with `stdin` piped in (`kubectl apply -f -`).
     pub async fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
-        let mut child = tokio::process::Command::new(self.kubectl_path())
+        self.run_tool(self.kubectl_path(), args, stdin).await
+    }
+
+    /// A client tool (kubectl, helm) with this cluster's kubeconfig, capturing its output.
+    pub(super) async fn run_tool(
+        &self,
+        program: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> KubectlOutput {
+        let mut child = tokio::process::Command::new(program)
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
             // Discovery cache per cluster, not in ~/.kube (every cluster has new ports).
             .env("KUBECACHEDIR", self.dir().join("kube-cache"))
+            // helm keeps its own caches and config: inside the cluster's dir too.
+            .env("HELM_CACHE_HOME", self.dir().join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir().join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir().join("helm/data"))
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -60,7 +75,7 @@ impl ControlPlane {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.kubectl_path().display()));
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin was piped");
             pipe.write_all(input.as_bytes())
@@ -70,7 +85,7 @@ impl ControlPlane {
         let output = child
             .wait_with_output()
             .await
-            .expect("kubectl runs to completion");
+            .unwrap_or_else(|e| panic!("{} runs to completion: {e}", program.display()));
         KubectlOutput {
             success: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
