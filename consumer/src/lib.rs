@@ -8,6 +8,7 @@ pub mod config;
 pub mod context;
 pub mod intake;
 pub mod metrics;
+pub mod mode_check;
 pub mod pubsub;
 pub mod recovery;
 pub mod streams;
@@ -23,7 +24,8 @@ pub use config::Config;
 use context::Context;
 
 /// Runs the consumer until `shutdown` fires: the HTTP endpoints, the delivery loop and its
-/// recovery loop, each of which finishes its current batch before returning.
+/// recovery loop, each of which finishes its current batch before returning, and the check that
+/// the order service delivers in this consumer's mode.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let ctx = Context::new(config, &mut registry)?;
@@ -32,8 +34,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let router = service::ops_routes(ctx.readiness.clone(), Arc::new(registry));
     let http = service::serve(ctx.config.http_addr, router, shutdown.clone());
+    let mode_check = mode_check::watch(&ctx, &shutdown);
     let deliver = deliver(&ctx, &shutdown);
-    let (http, ()) = tokio::join!(http, deliver);
+    let (http, (), ()) = tokio::join!(http, mode_check, deliver);
     http?;
     tracing::info!(consumer = %ctx.name, "inventory consumer stopped");
     Ok(())

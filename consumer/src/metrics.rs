@@ -30,6 +30,7 @@ pub struct Metrics {
     pub reconnects: Counter,
     pub apply_seconds: Histogram,
     pub pending_orders: Gauge,
+    pub delivery_mode_mismatch: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +49,7 @@ impl Metrics {
             // 0.1 ms .. ~1.6 s: a pipelined batch apply sits at the low end, a stalled Redis high.
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             pending_orders: Gauge::default(),
+            delivery_mode_mismatch: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("eo_consumer");
         r.register(
@@ -109,6 +111,11 @@ impl Metrics {
             "pending_orders",
             "Accepted orders not yet done, as last seen by recovery",
             m.pending_orders.clone(),
+        );
+        r.register(
+            "delivery_mode_mismatch",
+            "1 while the order service announces a delivery mode other than this consumer's (its orders are never applied), else 0",
+            m.delivery_mode_mismatch.clone(),
         );
         m
     }

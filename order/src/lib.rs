@@ -54,8 +54,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Keeps `/readyz` true exactly while Redis answers, and (streams mode) makes sure the consumer
-/// group exists whenever Redis comes (back) up, so no entry is appended before it.
+/// Keeps `/readyz` true exactly while Redis takes writes, announces the delivery mode to the
+/// consumers, and (streams mode) makes sure the consumer group exists whenever Redis comes (back)
+/// up, so no entry is appended before it. The announcement is the probe: written every tick, it is
+/// back within a second of a Redis that restarted empty, and it never touches an order's path.
 async fn watch_redis(
     store: &Store,
     mode: DeliveryMode,
@@ -69,16 +71,16 @@ async fn watch_redis(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut conn = store.conn.clone();
-        let mut ok = redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .is_ok();
-        if ok && mode == DeliveryMode::Streams && !readiness.get() {
-            ok = ensure_consumer_group(&mut conn, &store.keys).await.is_ok();
+        let mut result = store.announce_delivery_mode(mode).await;
+        if result.is_ok() && mode == DeliveryMode::Streams && !readiness.get() {
+            result = ensure_consumer_group(&mut store.conn.clone(), &store.keys).await;
         }
+        let ok = result.is_ok();
         if ok != readiness.get() {
-            tracing::info!(ready = ok, "Redis reachability changed");
+            match result {
+                Ok(()) => tracing::info!(ready = true, "Redis available"),
+                Err(e) => tracing::warn!(ready = false, error = %e, "Redis unavailable"),
+            }
             readiness.set(ok);
         }
     }

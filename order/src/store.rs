@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use protocol::Keys;
 use protocol::order::{ItemId, OrderId};
 use protocol::record::OrderRecord;
+use protocol::{DeliveryMode, Keys};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -50,5 +50,14 @@ impl Store {
             .hset(self.keys.inventory(), item.as_str(), quantity)
             .await?;
         Ok(())
+    }
+
+    /// Tells the consumers which mode orders are delivered in (they refuse readiness when theirs
+    /// differs). No expiry: the last order service's word stands while none runs.
+    pub async fn announce_delivery_mode(&self, mode: DeliveryMode) -> redis::RedisResult<()> {
+        self.conn
+            .clone()
+            .set(self.keys.delivery_mode(), mode.as_str())
+            .await
     }
 }

@@ -100,6 +100,13 @@ impl Keys {
     pub fn dead_letter(&self) -> String {
         format!("{}dead-letter", self.prefix)
     }
+
+    /// String: the delivery mode the order service sends orders by (`DeliveryMode::as_str`),
+    /// written by it without expiry and read by consumers, which make a mismatch loud: a fleet
+    /// in the other mode would never see an order.
+    pub fn delivery_mode(&self) -> String {
+        format!("{}delivery-mode", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -118,11 +125,13 @@ mod tests {
             keys.lock(&id),
             keys.stream(),
             keys.dead_letter(),
+            keys.delivery_mode(),
         ] {
             assert!(key.starts_with("eo:{order_updates}:"), "{key}");
         }
         assert_eq!(keys.lock(&id), "eo:{order_updates}:lock:29");
         assert_eq!(keys.order(&id), "eo:{order_updates}:order:29");
+        assert_eq!(keys.delivery_mode(), "eo:{order_updates}:delivery-mode");
         assert!(keys.order(&id).starts_with(&keys.order_prefix()));
     }
 
