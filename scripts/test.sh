@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: format and lint, unit tests, the Redis fault suite (real
-# redis-server and real processes) and the operator suite (a real Kubernetes control plane built
-# from source; the first build took 37 minutes when measured, later runs reuse the cached binaries).
+# The whole test suite, as CI runs it: format and lint, unit tests, the image writer's tests,
+# the Redis fault suite (real redis-server and real processes), the operator suites (a real
+# Kubernetes control plane built from source, cached outside the clone after the first build)
+# and the real-node suite (kubelet, containerd and this workspace's images; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-# Only the control plane is built from Go source; the local stack needs no Go.
-command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the control plane" >&2; exit 1; }
+command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the cluster's binaries" >&2; exit 1; }
 tests/k8s/build.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The end-to-end suites run the workspace's own binaries as separate processes.
+python3 scripts/oci_image_test.py
+# The end-to-end suites run the workspace's own binaries as separate processes; the real-node
+# suite runs the images made from the release binaries, as users get them.
 cargo build --workspace --bins
+# The same package selection as the Dockerfile and scripts/build-images.sh (features unify per
+# selection; another would compile the dependencies a second time).
+cargo build --release -p operator -p order -p consumer --bins
 cargo test --workspace -- --test-threads 2

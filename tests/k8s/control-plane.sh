@@ -164,7 +164,9 @@ up() {
   local bin="${K8S_BIN_DIR:-}"
   [[ -n "$bin" ]] || bin="$("$here/build.sh" --print-bin-dir)" || die "build.sh failed"
   local b
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl ${node_ip:-kwok}; do
+  local need=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  [[ -n "$node_ip" ]] || need+=(kwok)
+  for b in "${need[@]}"; do
     [[ -x "$bin/$b" ]] || die "$bin/$b missing (run tests/k8s/build.sh)"
   done
   [[ -n "$node_ip" || -s "$bin/kwok-stages.yaml" ]] || die "$bin/kwok-stages.yaml missing (run tests/k8s/build.sh)"

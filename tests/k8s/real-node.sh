@@ -309,8 +309,8 @@ up() {
   write_configs
   start containerd nsenter --net="/run/netns/$ns" containerd --config "$dir/containerd.toml"
   wait_for containerd "its socket" ctr_ version
-  python3 "$repo/scripts/oci_image.py" binary --name "$pause_image" --binary "$bin/pause" \
-    --path /pause --user 65535:65535 --static --out "$dir/pause.tar" >"$dir/logs/images.log" 2>&1 \
+  python3 "$repo/scripts/oci_image.py" binary "$bin/pause" --bare --install-path /pause \
+    --user 65535:65535 --name "$pause_image" --out "$dir/pause.tar" >"$dir/logs/images.log" 2>&1 \
     || fail "packing the pause image: $(cat "$dir/logs/images.log")"
   ctr_ images import "$dir/pause.tar" >>"$dir/logs/images.log" 2>&1 || fail "importing the pause image"
 
@@ -318,7 +318,6 @@ up() {
     || fail "control plane: $(tail -n 5 "$dir/logs/control-plane.log")"
   # shellcheck source=/dev/null
   local api_port; api_port="$(. "$dir/cp/env"; echo "$K8S_API_PORT")"
-  local kubectl=("$bin/kubectl" --kubeconfig "$dir/cp/kubeconfig")
 
   start kubelet nsenter --net="/run/netns/$ns" "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$dir/cp/kubeconfig" \
     --root-dir="$dir/kubelet" --hostname-override="$node_name" --node-ip="$node_ip"
@@ -331,6 +330,9 @@ up() {
   start forwarder socat "TCP-LISTEN:$fwd_port,bind=127.0.0.1,reuseaddr,fork" \
     "EXEC:nsenter --net=/run/netns/$ns socat STDIO TCP\:127.0.0.1\:$api_port"
   write_host_kubeconfig "$fwd_port"
+  # From here on this script talks to the API server the way the host does.
+  export KUBECACHEDIR="$dir/kube-cache"
+  local kubectl=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
 
   wait_for kubelet "node $node_name Ready" sh -c \
     "$(printf '%q ' "${kubectl[@]}") get node $node_name -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
