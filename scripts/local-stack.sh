@@ -53,8 +53,8 @@ kubectl() { "$KUBECTL" "$@"; }
 scripts/build-images.sh --no-build --out "$state/images" >/dev/null
 tests/k8s/real-node.sh import "$state" "$state"/images/*.tar
 
-# The sample fleet needs its CRD served: apply, wait for the CRD, apply again (see deploy/README.md).
-kubectl apply --server-side -k "$variant" >/dev/null 2>&1 || true
+# The CRD first: the sample fleet can only be applied once its CRD is served (deploy/README.md).
+kubectl apply --server-side -k crds/ >/dev/null
 kubectl wait --for=condition=Established crd/exactlyonceconsumers.exactlyonce.dev --timeout=60s >/dev/null
 kubectl apply --server-side -k "$variant" >/dev/null
 kubectl -n $ns rollout status statefulset/redis --timeout=180s >/dev/null

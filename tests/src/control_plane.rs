@@ -127,7 +127,9 @@ impl ControlPlane {
         .expect("starting the cluster does not panic");
         match shared {
             Ok(cp) => cp,
-            Err(reason) => panic!("the Kubernetes cluster ({node:?} node) could not start: {reason}"),
+            Err(reason) => {
+                panic!("the Kubernetes cluster ({node:?} node) could not start: {reason}")
+            }
         }
     }
 

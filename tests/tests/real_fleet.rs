@@ -50,13 +50,25 @@ async fn helm_streams_fleet_applies_every_order_once_through_scaling_and_pod_kil
 async fn rollout_and_redis_restart_under_load_lose_nothing() {
     let _turn = TURN.lock().await;
     let cluster = ControlPlane::shared_real_node().await;
-    let install = Installation::install(cluster, Installer::Kustomize, Scope::Cluster, DeliveryMode::Streams).await;
+    let install = Installation::install(
+        cluster,
+        Installer::Kustomize,
+        Scope::Cluster,
+        DeliveryMode::Streams,
+    )
+    .await;
     let mut run = Run::start(&install).await;
 
     // A spec change rolls every consumer pod while orders flow.
     let rollout = async {
         install
-            .kubectl(&["patch", "eoc/inventory", "--type=merge", "-p", r#"{"spec":{"lockTtlMs":4000}}"#])
+            .kubectl(&[
+                "patch",
+                "eoc/inventory",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"lockTtlMs":4000}}"#,
+            ])
             .await
             .expect_success("patch lockTtlMs");
         install.wait_rolled_out("inventory").await;
@@ -68,7 +80,10 @@ async fn rollout_and_redis_restart_under_load_lose_nothing() {
     // on) while orders flow: the order service answers 503 meanwhile, the client retries.
     let restart = async {
         let uid = install.pod_uid("redis-0").await;
-        install.kubectl(&["delete", "pod", "redis-0", "--wait=false"]).await.expect_success("delete redis-0");
+        install
+            .kubectl(&["delete", "pod", "redis-0", "--wait=false"])
+            .await
+            .expect_success("delete redis-0");
         install.wait_pod_replaced("redis-0", &uid).await;
     };
     let (report, ()) = tokio::join!(run.load("redis-restart", 3_000), restart);
@@ -86,7 +101,10 @@ async fn fleet_under_churn(installer: Installer, mode: DeliveryMode) {
     let mut run = Run::start(&install).await;
 
     let scale_up = async {
-        install.kubectl(&["scale", "eoc/inventory", "--replicas=6"]).await.expect_success("scale to 6");
+        install
+            .kubectl(&["scale", "eoc/inventory", "--replicas=6"])
+            .await
+            .expect_success("scale to 6");
         install.wait_available("inventory", 6).await;
     };
     let (report, ()) = tokio::join!(run.load("scale-up", 2_500), scale_up);
@@ -97,7 +115,10 @@ async fn fleet_under_churn(installer: Installer, mode: DeliveryMode) {
         let victims: Vec<&str> = pods.iter().take(2).map(|p| p.0.as_str()).collect();
         let mut args = vec!["delete", "pod", "--wait=false"];
         args.extend(&victims);
-        install.kubectl(&args).await.expect_success("delete 2 consumer pods");
+        install
+            .kubectl(&args)
+            .await
+            .expect_success("delete 2 consumer pods");
         install.wait_available("inventory", 6).await;
     };
     let (report, ()) = tokio::join!(run.load("delete-pods", 2_500), delete_two);
@@ -114,7 +135,10 @@ async fn fleet_under_churn(installer: Installer, mode: DeliveryMode) {
     run.report.merge(report);
 
     let scale_down = async {
-        install.kubectl(&["scale", "eoc/inventory", "--replicas=2"]).await.expect_success("scale to 2");
+        install
+            .kubectl(&["scale", "eoc/inventory", "--replicas=2"])
+            .await
+            .expect_success("scale to 2");
         install.wait_available("inventory", 2).await;
     };
     let (report, ()) = tokio::join!(run.load("scale-down", 2_500), scale_down);
@@ -146,7 +170,11 @@ impl Run {
                 .send()
                 .await
                 .expect("PUT /inventory through the port-forward");
-            assert!(resp.status().is_success(), "PUT /inventory/{item}: {}", resp.status());
+            assert!(
+                resp.status().is_success(),
+                "PUT /inventory/{item}: {}",
+                resp.status()
+            );
         }
         // Every consumer pod that ever exists, so an applied order's `consumer` can be checked
         // against pods that really ran.
@@ -191,7 +219,11 @@ impl Run {
             .get_multiplexed_async_connection()
             .await
             .expect("Redis through the port-forward");
-        assert!(self.report.unknown.is_empty(), "orders never answered: {:?}", self.report.unknown);
+        assert!(
+            self.report.unknown.is_empty(),
+            "orders never answered: {:?}",
+            self.report.unknown
+        );
         let verdict = check(&mut conn, &self.keys, &self.report, &self.initial, SETTLE).await;
         assert!(
             verdict.is_clean() && verdict.applied == self.report.accepted.len(),
@@ -225,10 +257,17 @@ impl Run {
         for (id, body) in &answers {
             assert_eq!(body["status"], "applied", "order {id}: {body}");
             let consumer = body["consumer"].as_str().unwrap_or_default();
-            assert!(seen.contains(consumer), "order {id} names consumer {consumer:?}, not a pod that existed: {seen:?}");
+            assert!(
+                seen.contains(consumer),
+                "order {id} names consumer {consumer:?}, not a pod that existed: {seen:?}"
+            );
             *by_pod.entry(consumer.to_owned()).or_default() += 1;
         }
-        eprintln!("{} ({} orders by pod: {by_pod:?})", verdict.summary(), answers.len());
+        eprintln!(
+            "{} ({} orders by pod: {by_pod:?})",
+            verdict.summary(),
+            answers.len()
+        );
         self.watcher.abort();
     }
 }
@@ -239,26 +278,64 @@ impl Run {
 async fn namespaced_operator_runs_its_namespace_and_is_refused_elsewhere() {
     let _turn = TURN.lock().await;
     let cluster = ControlPlane::shared_real_node().await;
-    let install = Installation::install(cluster, Installer::Kustomize, Scope::Namespace, DeliveryMode::Pubsub).await;
+    let install = Installation::install(
+        cluster,
+        Installer::Kustomize,
+        Scope::Namespace,
+        DeliveryMode::Pubsub,
+    )
+    .await;
     // It did its job in its own namespace: the sample fleet is Available (install waited).
     // What it was not given is refused by the API server's real RBAC authorizer.
     let other = cluster.namespace("elsewhere", &[]).await;
-    let sa = format!("system:serviceaccount:{}:exactly-once-operator", install.namespace);
+    let sa = format!(
+        "system:serviceaccount:{}:exactly-once-operator",
+        install.namespace
+    );
     let secret = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"redis-auth"},"stringData":{"url":"redis://redis:6379"}}"#;
     cluster
         .kubectl_with_stdin(&["apply", "-n", &other.name, "-f", "-"], Some(secret))
         .await
         .expect_success("create a Secret elsewhere");
     let refused = cluster
-        .kubectl(&["get", "secret", "redis-auth", "-n", &other.name, "--as", &sa])
+        .kubectl(&[
+            "get",
+            "secret",
+            "redis-auth",
+            "-n",
+            &other.name,
+            "--as",
+            &sa,
+        ])
         .await
         .expect_failure("read a Secret outside the watched namespace as the operator");
-    assert!(refused.contains("Forbidden") || refused.contains("forbidden"), "{refused}");
-    for (verb, resource) in [("list", "exactlyonceconsumers.exactlyonce.dev"), ("create", "deployments.apps"), ("get", "secrets")] {
+    assert!(
+        refused.contains("Forbidden") || refused.contains("forbidden"),
+        "{refused}"
+    );
+    for (verb, resource) in [
+        ("list", "exactlyonceconsumers.exactlyonce.dev"),
+        ("create", "deployments.apps"),
+        ("get", "secrets"),
+    ] {
         let answer = cluster
-            .kubectl(&["auth", "can-i", verb, resource, "-n", &other.name, "--as", &sa])
+            .kubectl(&[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                "-n",
+                &other.name,
+                "--as",
+                &sa,
+            ])
             .await;
-        assert_eq!(answer.stdout.trim(), "no", "{verb} {resource} in {}: {answer:?}", other.name);
+        assert_eq!(
+            answer.stdout.trim(),
+            "no",
+            "{verb} {resource} in {}: {answer:?}",
+            other.name
+        );
     }
     // And a fleet in the other namespace is left alone.
     let cr = r#"{"apiVersion":"exactlyonce.dev/v1alpha1","kind":"ExactlyOnceConsumer","metadata":{"name":"stray"},"spec":{"replicas":1,"redis":{"url":"redis://redis:6379"}}}"#;
@@ -277,13 +354,23 @@ async fn namespaced_operator_runs_its_namespace_and_is_refused_elsewhere() {
         .kubectl(&["get", "deployments", "-n", &other.name, "-o", "name"])
         .await
         .expect_success("list deployments elsewhere");
-    assert!(deployments.trim().is_empty(), "the namespaced operator acted outside its namespace: {deployments}");
-    eventually("the stray CR has no status", Duration::from_secs(1), || async {
-        let cr = cluster.kubectl(&["get", "eoc/stray", "-n", &other.name, "-o", "json"]).await.expect_success("get eoc/stray");
-        let cr: Value = serde_json::from_str(&cr)?;
-        anyhow::ensure!(cr["status"].is_null(), "status {}", cr["status"]);
-        Ok(())
-    })
+    assert!(
+        deployments.trim().is_empty(),
+        "the namespaced operator acted outside its namespace: {deployments}"
+    );
+    eventually(
+        "the stray CR has no status",
+        Duration::from_secs(1),
+        || async {
+            let cr = cluster
+                .kubectl(&["get", "eoc/stray", "-n", &other.name, "-o", "json"])
+                .await
+                .expect_success("get eoc/stray");
+            let cr: Value = serde_json::from_str(&cr)?;
+            anyhow::ensure!(cr["status"].is_null(), "status {}", cr["status"]);
+            Ok(())
+        },
+    )
     .await;
     install.uninstall().await;
 }

@@ -94,25 +94,28 @@ impl<'a> Installation<'a> {
         }
     }
 
+    /// As deploy/README.md tells users: the CRD first (a CR cannot be applied before its
+    /// CRD is served), then the install.
     async fn kustomize_apply(&self) {
+        let crds = format!("{DEPLOY}/../crds");
+        self.cluster
+            .kubectl(&["apply", "--server-side", "-k", &crds])
+            .await
+            .expect_success("apply -k crds/");
+        self.cluster
+            .kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{CRD_NAME}"),
+                "--timeout=60s",
+            ])
+            .await
+            .expect_success("wait for the CRD");
         let dir = self.kustomization();
-        // The sample CR can only be applied once the CRD it instantiates is served: the first
-        // apply creates the CRD (and may refuse the CR), the second, after the CRD is
-        // Established, applies everything. This is what deploy/README.md tells users to do.
-        let first = self.cluster.kubectl(&["apply", "--server-side", "-k", &dir]).await;
-        if !first.success {
-            let missing_crd = first.stderr.contains("ensure CRDs are installed first")
-                || first.stderr.contains("no matches for kind");
-            assert!(missing_crd, "kubectl apply -k {dir} failed:\n{}", first.stderr);
-            self.cluster
-                .kubectl(&["wait", "--for=condition=Established", &format!("crd/{CRD_NAME}"), "--timeout=60s"])
-                .await
-                .expect_success("wait for the CRD");
-            self.cluster
-                .kubectl(&["apply", "--server-side", "-k", &dir])
-                .await
-                .expect_success(&format!("apply -k {dir} (second pass)"));
-        }
+        self.cluster
+            .kubectl(&["apply", "--server-side", "-k", &dir])
+            .await
+            .expect_success(&format!("apply -k {dir}"));
     }
 
     async fn helm_install(&self) {
@@ -128,10 +131,16 @@ impl<'a> Installation<'a> {
             format!("deliveryMode={}", self.mode.as_str()),
         ];
         if self.scope == Scope::Namespace {
-            args.extend(["--set".to_owned(), format!("watchNamespace={}", self.namespace)]);
+            args.extend([
+                "--set".to_owned(),
+                format!("watchNamespace={}", self.namespace),
+            ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cluster.helm(&args).await.expect_success("helm install");
+        self.cluster
+            .helm(&args)
+            .await
+            .expect_success("helm install");
     }
 
     /// The operator holds its lease, Redis and the order service are ready, and the sample
@@ -198,7 +207,11 @@ impl<'a> Installation<'a> {
 
     /// The key layout of the sample fleet's channel (the one `deploy/` configures).
     pub fn keys(&self) -> Keys {
-        Keys::new(&protocol::env::DEFAULT_CHANNEL.parse().expect("the default channel is valid"))
+        Keys::new(
+            &protocol::env::DEFAULT_CHANNEL
+                .parse()
+                .expect("the default channel is valid"),
+        )
     }
 
     /// Status says the fleet is complete and current: readyReplicas = replicas = `replicas`,
@@ -208,7 +221,9 @@ impl<'a> Installation<'a> {
             &format!("eoc/{name} Available with {replicas}/{replicas} ready"),
             TIMEOUT,
             || async {
-                let out = self.kubectl(&["get", &format!("eoc/{name}"), "-o", "json"]).await;
+                let out = self
+                    .kubectl(&["get", &format!("eoc/{name}"), "-o", "json"])
+                    .await;
                 ensure!(out.success, "{}", out.stderr);
                 let cr: Value = serde_json::from_str(&out.stdout)?;
                 let status = &cr["status"];
@@ -229,13 +244,19 @@ impl<'a> Installation<'a> {
 
     /// The fleet's Deployment has rolled out its newest template to every replica.
     pub async fn wait_rolled_out(&self, name: &str) {
-        self.wait_deployment_ready(&format!("{name}-consumer")).await;
+        self.wait_deployment_ready(&format!("{name}-consumer"))
+            .await;
         self.wait_available(name, self.replicas(name).await).await;
     }
 
     async fn replicas(&self, name: &str) -> i32 {
         let out = self
-            .kubectl(&["get", &format!("eoc/{name}"), "-o", "jsonpath={.spec.replicas}"])
+            .kubectl(&[
+                "get",
+                &format!("eoc/{name}"),
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ])
             .await
             .expect_success("read spec.replicas");
         out.trim().parse().expect("spec.replicas is a number")
@@ -252,7 +273,12 @@ impl<'a> Installation<'a> {
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter_map(|p| {
-                let id = p.status?.container_statuses?.first()?.container_id.clone()?;
+                let id = p
+                    .status?
+                    .container_statuses?
+                    .first()?
+                    .container_id
+                    .clone()?;
                 Some((p.metadata.name?, id))
             })
             .collect()
@@ -266,38 +292,51 @@ impl<'a> Installation<'a> {
     /// A new pod named `name` (a StatefulSet's) replaced the one with `old_uid`, and is Ready.
     pub async fn wait_pod_replaced(&self, name: &str, old_uid: &str) {
         let pods: Api<Pod> = self.api();
-        eventually(&format!("pod {name} replaced and Ready"), TIMEOUT, || async {
-            let pod = pods.get(name).await?;
-            ensure!(pod.metadata.uid.as_deref() != Some(old_uid), "still the old pod");
-            ensure!(pod_ready(&pod), "not Ready yet");
-            Ok(())
-        })
+        eventually(
+            &format!("pod {name} replaced and Ready"),
+            TIMEOUT,
+            || async {
+                let pod = pods.get(name).await?;
+                ensure!(
+                    pod.metadata.uid.as_deref() != Some(old_uid),
+                    "still the old pod"
+                );
+                ensure!(pod_ready(&pod), "not Ready yet");
+                Ok(())
+            },
+        )
         .await;
     }
 
     /// The pod's container was restarted by kubelet after dying, and is Ready again.
     pub async fn wait_restarted(&self, name: &str) {
         let pods: Api<Pod> = self.api();
-        eventually(&format!("pod {name} restarted and Ready"), TIMEOUT, || async {
-            let pod = pods.get(name).await?;
-            let restarts = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .map(|c| c.restart_count)
-                .ok_or_else(|| anyhow!("no container status"))?;
-            ensure!(restarts >= 1, "restarts {restarts}");
-            ensure!(pod_ready(&pod), "not Ready yet");
-            Ok(())
-        })
+        eventually(
+            &format!("pod {name} restarted and Ready"),
+            TIMEOUT,
+            || async {
+                let pod = pods.get(name).await?;
+                let restarts = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|c| c.first())
+                    .map(|c| c.restart_count)
+                    .ok_or_else(|| anyhow!("no container status"))?;
+                ensure!(restarts >= 1, "restarts {restarts}");
+                ensure!(pod_ready(&pod), "not Ready yet");
+                Ok(())
+            },
+        )
         .await;
     }
 
     /// What a failing assertion shows: the namespace's pods and events, and the node's logs.
     pub async fn diagnostics(&self) -> String {
         let pods = self.kubectl(&["get", "pods", "-o", "wide"]).await;
-        let events = self.kubectl(&["get", "events", "--sort-by=.lastTimestamp"]).await;
+        let events = self
+            .kubectl(&["get", "events", "--sort-by=.lastTimestamp"])
+            .await;
         let eoc = self.kubectl(&["get", "eoc", "-o", "yaml"]).await;
         format!(
             "pods:\n{}\nevents:\n{}\neoc:\n{}\n{}",
@@ -315,30 +354,57 @@ impl<'a> Installation<'a> {
         match self.installer {
             Installer::Kustomize => {
                 self.cluster
-                    .kubectl(&["delete", "-k", &self.kustomization(), "--ignore-not-found", "--wait=false"])
+                    .kubectl(&[
+                        "delete",
+                        "-k",
+                        &self.kustomization(),
+                        "--ignore-not-found",
+                        "--wait=false",
+                    ])
                     .await
                     .expect_success("kubectl delete -k");
                 self.cluster
-                    .kubectl(&["wait", "--for=delete", &format!("crd/{CRD_NAME}"), "--timeout=180s"])
+                    .kubectl(&[
+                        "wait",
+                        "--for=delete",
+                        &format!("crd/{CRD_NAME}"),
+                        "--timeout=180s",
+                    ])
                     .await;
             }
             Installer::Helm => {
                 self.cluster
-                    .helm(&["uninstall", HELM_RELEASE, "--namespace", &self.namespace, "--wait"])
+                    .helm(&[
+                        "uninstall",
+                        HELM_RELEASE,
+                        "--namespace",
+                        &self.namespace,
+                        "--wait",
+                    ])
                     .await
                     .expect_success("helm uninstall");
                 self.cluster
-                    .kubectl(&["delete", "namespace", &self.namespace, "--ignore-not-found", "--wait=false"])
+                    .kubectl(&[
+                        "delete",
+                        "namespace",
+                        &self.namespace,
+                        "--ignore-not-found",
+                        "--wait=false",
+                    ])
                     .await;
             }
         }
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        eventually(&format!("namespace {} gone", self.namespace), TIMEOUT, || async {
-            match namespaces.get_opt(&self.namespace).await? {
-                None => Ok(()),
-                Some(_) => Err(anyhow!("still terminating")),
-            }
-        })
+        eventually(
+            &format!("namespace {} gone", self.namespace),
+            TIMEOUT,
+            || async {
+                match namespaces.get_opt(&self.namespace).await? {
+                    None => Ok(()),
+                    Some(_) => Err(anyhow!("still terminating")),
+                }
+            },
+        )
         .await;
     }
 }

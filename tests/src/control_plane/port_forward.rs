@@ -44,7 +44,10 @@ impl PortForward {
             .env("KUBECONFIG", cluster.kubeconfig())
             .env("KUBECACHEDIR", cluster.dir().join("kube-cache"))
             .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("a log file handle can be duplicated"))
+            .stdout(
+                out.try_clone()
+                    .expect("a log file handle can be duplicated"),
+            )
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("starting kubectl port-forward: {e}"));
@@ -73,7 +76,11 @@ impl PortForward {
 
     /// A new forward to the same target (after its pod was replaced).
     pub async fn reopen(self, cluster: &ControlPlane) -> Self {
-        let (namespace, target, port) = (self.namespace.clone(), self.target.clone(), self.remote_port);
+        let (namespace, target, port) = (
+            self.namespace.clone(),
+            self.target.clone(),
+            self.remote_port,
+        );
         drop(self);
         Self::open(cluster, &namespace, &target, port).await
     }
