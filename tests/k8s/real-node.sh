@@ -137,7 +137,7 @@ down() {
   while :; do
     local alive=()
     if [[ -f "$dir/pids" ]]; then
-      while read -r name pid; do ours "$pid" && alive+=("$name:$pid"); done <"$dir/pids"
+      while read -r name pid; do [[ "$pid" != "$$" ]] && ours "$pid" && alive+=("$name:$pid"); done <"$dir/pids"
     fi
     for pid in $(shim_pids); do alive+=("shim:$pid"); done
     (( ${#alive[@]} == 0 )) && break
@@ -146,7 +146,7 @@ down() {
       sleep 1
       alive=()
       if [[ -f "$dir/pids" ]]; then
-        while read -r name pid; do ours "$pid" && alive+=("$name:$pid"); done <"$dir/pids"
+        while read -r name pid; do [[ "$pid" != "$$" ]] && ours "$pid" && alive+=("$name:$pid"); done <"$dir/pids"
       fi
       (( ${#alive[@]} == 0 )) || die "still running after SIGKILL: ${alive[*]}; not unmounting"
       break
@@ -280,9 +280,12 @@ up() {
   done
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap ]] \
     || die "CNI plugins missing in /usr/lib/cni (scripts/install-deps.sh installs containernetworking-plugins)"
-  # kubelet puts pods under /kubepods in every cgroup hierarchy: two nodes would share it.
+  # kubelet puts pods under /kubepods in every cgroup hierarchy: two nodes would share it. A
+  # node whose owner just exited is still being torn down by its watchdog (about 20 s): wait.
+  local i
+  for i in $(seq 60); do [[ -d /sys/fs/cgroup/memory/kubepods ]] || break; sleep 1; done
   [[ -d /sys/fs/cgroup/memory/kubepods ]] \
-    && die "/sys/fs/cgroup/memory/kubepods exists: another real node runs on this machine (or one was not torn down)"
+    && die "/sys/fs/cgroup/memory/kubepods exists: another real node runs on this machine (or one was not torn down: tests/k8s/real-node.sh down DIR)"
   local bin="${K8S_BIN_DIR:-}"
   [[ -n "$bin" ]] || bin="$("$here/build.sh" --print-bin-dir)" || die "build.sh failed"
   for b in kubelet kube-proxy coredns kubectl pause; do
