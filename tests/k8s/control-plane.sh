@@ -87,14 +87,12 @@ ours() { # ours PID : is PID still a process we started (its command line names 
 down() {
   [[ -f "$dir/pids" ]] || return 0
   local name pid deadline
-  # Newest first, so the apiserver outlives its clients and etcd outlives the apiserver.
+  # Newest first, one at a time, so the apiserver outlives its clients and etcd outlives the
+  # apiserver: an apiserver whose etcd is gone spends its whole grace period retrying it.
   tac "$dir/pids" | while read -r name pid; do
     [[ "$pid" == "$$" ]] && continue
     ours "$pid" && kill -TERM "$pid" 2>/dev/null || true
-  done
-  deadline=$(( $(date +%s) + 15 ))
-  tac "$dir/pids" | while read -r name pid; do
-    [[ "$pid" == "$$" ]] && continue
+    deadline=$(( $(date +%s) + 15 ))
     while ours "$pid" && (( $(date +%s) < deadline )); do sleep 0.1; done
     if ours "$pid"; then
       echo "control-plane.sh: $name ($pid) ignored SIGTERM; sending SIGKILL" >&2
