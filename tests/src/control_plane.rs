@@ -188,8 +188,9 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Runs `tests/k8s/build.sh` (a no-op when the cache for the pinned go.sum is warm).
-fn build_binaries() -> anyhow::Result<PathBuf> {
+/// Runs `tests/k8s/build.sh` (a no-op when the cache for the pinned go.sum is warm) and
+/// returns its bin dir (`K8S_BIN_DIR` when set).
+pub fn build_binaries() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("K8S_BIN_DIR") {
         return Ok(PathBuf::from(dir));
     }

@@ -6,6 +6,7 @@ pub mod checker;
 pub mod control_plane;
 pub mod fleet;
 pub mod load;
+pub mod manifests;
 pub mod net;
 pub mod process;
 pub mod redis_server;
