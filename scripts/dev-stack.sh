@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 once=false; [ "${1:-}" = "--once" ] && once=true
-REDIS_PORT=${REDIS_PORT:-6379}
+# Not 6379: Debian's redis-server package runs a system Redis there, which the stack must not
+# mistake for its own.
+REDIS_PORT=${REDIS_PORT:-16379}
 ORDER_PORT=${ORDER_PORT:-3001}
 MODE=${DELIVERY_MODE:-pubsub}
 run_dir=$(mktemp -d -t exactly-once-XXXXXX)
@@ -33,7 +35,11 @@ wait_http() { # url: poll until it answers 200, for up to 20 s
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$run_dir" --appendonly yes \
   --maxmemory-policy noeviction --save '' >"$run_dir/redis.log" 2>&1 &
 pids+=($!)
+redis_pid=$!
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# The Redis answering must be ours (a port taken by another one would be used silently).
+[ "$(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^process_id://p')" = "$redis_pid" ] \
+  || { echo "port $REDIS_PORT is another Redis's; set REDIS_PORT" >&2; cat "$run_dir/redis.log" >&2; exit 1; }
 
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" DELIVERY_MODE="$MODE"
 HTTP_ADDR="127.0.0.1:$ORDER_PORT" "$bin/order-service" >"$run_dir/order-service.log" 2>&1 &

@@ -12,6 +12,7 @@ need redis-server redis-server
 need redis-benchmark redis-tools
 need openssl openssl
 need curl curl
+need python3 python3 # the image packer (3.11: tomllib)
 need containerd containerd
 need runc runc
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
@@ -22,7 +23,7 @@ need socat socat
 need ip iproute2
 need nsenter util-linux
 need gcc gcc
-[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev) # gcc -static
+[ -n "$(find /usr/lib -name libc.a -print -quit 2>/dev/null)" ] || missing+=(libc6-dev) # gcc -static
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -11,7 +11,7 @@
 # Needs root (namespaces, mounts, cgroups), Rust and Go; installs the rest (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
+[[ $(id -u) == 0 ]] || { echo "$0 runs a real Kubernetes node (namespaces, mounts, cgroups): run it as root" >&2; exit 1; }
 
 once=false; variant=deploy
 for arg in "$@"; do

@@ -5,6 +5,8 @@
 # and the real-node suite (kubelet, containerd and this workspace's images; needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Checked first, not after the builds: the real node needs network namespaces, mounts and cgroups.
+[ "$(id -u)" -eq 0 ] || { echo "scripts/test.sh runs a real Kubernetes node: run it as root" >&2; exit 1; }
 
 scripts/install-deps.sh
 command -v go >/dev/null || { echo "go is required (Go 1.26+) to build the cluster's binaries" >&2; exit 1; }

@@ -54,10 +54,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Keeps `/readyz` true exactly while Redis takes writes, announces the delivery mode to the
+/// Keeps `/readyz` true exactly while Redis answers, announces the delivery mode to the
 /// consumers, and (streams mode) makes sure the consumer group exists whenever Redis comes (back)
-/// up, so no entry is appended before it. The announcement is the probe: written every tick, it is
-/// back within a second of a Redis that restarted empty, and it never touches an order's path.
+/// up, so no entry is appended before it. The announcement is written every tick, so it is back
+/// within a second of a Redis that restarted empty, and it never touches an order's path.
 async fn watch_redis(
     store: &Store,
     mode: DeliveryMode,
@@ -66,14 +66,28 @@ async fn watch_redis(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut announcing = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut result = store.announce_delivery_mode(mode).await;
+        let mut conn = store.conn.clone();
+        let mut result = redis::cmd("PING").query_async::<()>(&mut conn).await;
+        if result.is_ok() {
+            // A Redis that refuses writes (full, with noeviction) still serves reads and answers
+            // new orders with 503: that costs the announcement, not readiness.
+            let announced = store.announce_delivery_mode(mode).await;
+            if announced.is_ok() != announcing {
+                announcing = announced.is_ok();
+                match announced {
+                    Ok(()) => tracing::info!(mode = mode.as_str(), "delivery mode announced"),
+                    Err(e) => tracing::warn!(error = %e, "cannot announce the delivery mode"),
+                }
+            }
+        }
         if result.is_ok() && mode == DeliveryMode::Streams && !readiness.get() {
-            result = ensure_consumer_group(&mut store.conn.clone(), &store.keys).await;
+            result = ensure_consumer_group(&mut conn, &store.keys).await;
         }
         let ok = result.is_ok();
         if ok != readiness.get() {

@@ -83,14 +83,16 @@ fail() {
 
 ctr_() { ctr --address "$dir/run/containerd/containerd.sock" -n k8s.io "$@"; }
 
-# PIDs of processes we started that outlive their parents: containerd's shims (named by our
-# socket) and everything below them.
+# PIDs of the processes that outlive their parents: containerd's shims, which record their PIDs
+# in our state dir, when they are still shims.
 shim_pids() {
-  local p cmd
-  for p in /proc/[0-9]*; do
-    cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")" || continue
-    [[ "$cmd" == *containerd-shim*"$dir/run/containerd/containerd.sock"* ]] && echo "${p#/proc/}"
+  local f pid
+  for f in "$dir"/run/containerd/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
+    [[ -f "$f" ]] || continue
+    pid="$(cat "$f")"
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == containerd-shim* ]] && echo "$pid"
   done
+  return 0
 }
 
 descendants() { # descendants PID : every process below PID, deepest last
@@ -98,11 +100,16 @@ descendants() { # descendants PID : every process below PID, deepest last
   for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done
 }
 
-ours() { # ours PID : a process we started (its command line names DIR)
+ours() { # ours PID : a process we started (its command line names DIR, or our namespace)
   local cmdline
   cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-  [[ "$cmdline" == *"$dir/"* || "$cmdline" == *"$dir "* ]]
+  [[ "$cmdline" == *"$dir/"* || "$cmdline" == *"$dir "* || "$cmdline" == *"/run/netns/$ns "* ]]
 }
+
+# Host-wide kernel settings kubelet changes at start (it sets what a node wants: panic on oops,
+# overcommit); `up` saves them and `down` puts them back, so a test run leaves the host as it was.
+kernel_settings=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
+                 kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 # --- down ----------------------------------------------------------------------------------
 
@@ -114,11 +121,15 @@ down() {
   if [[ -f "$dir/pids" ]]; then
     tac "$dir/pids" | while read -r name pid; do
       [[ "$name" == containerd || "$pid" == "$$" ]] && continue
+      ours "$pid" || continue # gone, and its PID maybe reused
       for c in $(descendants "$pid") "$pid"; do kill -TERM "$c" 2>/dev/null || true; done
     done
   fi
-  # 2. Every container, hard: the cluster is going away, nothing needs a graceful stop.
+  # 2. Every container, hard: the cluster is going away, nothing needs a graceful stop. Their
+  # ids name the CNI results containerd caches outside DIR, removed below.
+  local ids=""
   if [[ -S "$dir/run/containerd/containerd.sock" ]]; then
+    ids="$(ctr_ containers ls -q 2>/dev/null || true)"
     ctr_ tasks ls 2>/dev/null | awk 'NR > 1 { print $2 }' | while read -r pid; do
       kill -KILL "$pid" 2>/dev/null || true
     done
@@ -157,12 +168,25 @@ down() {
   awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
-  # 7. The pod cgroups kubelet and runc made, bottom-up.
+  # 7. The pod cgroups kubelet and runc made, bottom-up (v1 hierarchies, or the v2 tree).
   local h
-  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io; do
+  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/k8s.io /sys/fs/cgroup/kubepods /sys/fs/cgroup/k8s.io; do
     [[ -d "$h" ]] && find "$h" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  # 8. The namespace, and the self-bind-mount `ip netns add` made when it was the last one.
+  # 8. What kubelet and containerd keep at fixed host paths: the CNI results of our sandboxes,
+  # the log links into our pod log dir, kubelet's device-plugin socket; and the kernel settings.
+  local id f
+  for id in $ids; do rm -f /var/lib/cni/results/*"-$id-"*; done
+  for f in /var/log/containers/*.log; do
+    [[ -L "$f" && "$(readlink "$f")" == "$dir/"* ]] && rm -f "$f"
+  done
+  rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+  rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers 2>/dev/null || true
+  if [[ -f "$dir/kernel-settings" ]]; then
+    while read -r key value; do sysctl -qw "$key=$value" 2>/dev/null || true; done <"$dir/kernel-settings"
+    rm -f "$dir/kernel-settings"
+  fi
+  # 9. The namespace, and the self-bind-mount `ip netns add` made when it was the last one.
   ip netns del "$ns" 2>/dev/null || true
   if [[ -d /run/netns && -z "$(ls -A /run/netns)" ]]; then
     umount /run/netns 2>/dev/null || true
@@ -226,6 +250,8 @@ readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: $dir/cp/pki/ca.crt}}
 authorization: {mode: AlwaysAllow}
+# Logs under DIR, not /var/log/pods (kubelet still links them from /var/log/containers).
+podLogsDir: $dir/pod-logs
 clusterDomain: cluster.local
 clusterDNS: [$dns_ip]
 resolvConf: $dir/etc/resolv.conf
@@ -275,17 +301,19 @@ up() {
   [[ $(id -u) == 0 ]] || die "needs root (network namespace, mounts, cgroups)"
   [[ -f "$dir/netns" ]] && die "$dir/netns exists: a node from this dir may still run (down it first)"
   local b
-  for b in containerd ctr runc nsenter socat ip ss python3; do
+  for b in containerd ctr runc nsenter socat ip ss python3 sysctl; do
     command -v "$b" >/dev/null || die "$b is not on PATH (scripts/install-deps.sh installs it)"
   done
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap ]] \
     || die "CNI plugins missing in /usr/lib/cni (scripts/install-deps.sh installs containernetworking-plugins)"
-  # kubelet puts pods under /kubepods in every cgroup hierarchy: two nodes would share it. A
-  # node whose owner just exited is still being torn down by its watchdog (about 20 s): wait.
-  local i
-  for i in $(seq 60); do [[ -d /sys/fs/cgroup/memory/kubepods ]] || break; sleep 1; done
-  [[ -d /sys/fs/cgroup/memory/kubepods ]] \
-    && die "/sys/fs/cgroup/memory/kubepods exists: another real node runs on this machine (or one was not torn down: tests/k8s/real-node.sh down DIR)"
+  # kubelet puts pods under /kubepods of the cgroup tree (of each hierarchy on cgroup v1): two
+  # nodes would share it. A node whose owner just exited is still being torn down by its
+  # watchdog (seconds): wait.
+  local i kubepods=/sys/fs/cgroup/kubepods
+  [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] || kubepods=/sys/fs/cgroup/memory/kubepods
+  for i in $(seq 60); do [[ -d $kubepods ]] || break; sleep 1; done
+  [[ -d $kubepods ]] \
+    && die "$kubepods exists: another real node runs on this machine (or one was not torn down: tests/k8s/real-node.sh down DIR)"
   local bin="${K8S_BIN_DIR:-}"
   [[ -n "$bin" ]] || bin="$("$here/build.sh" --print-bin-dir)" || die "build.sh failed"
   for b in kubelet kube-proxy coredns kubectl pause; do
@@ -294,6 +322,7 @@ up() {
 
   mkdir -p "$dir/logs"
   : >"$dir/pids"
+  for key in "${kernel_settings[@]}"; do echo "$key $(sysctl -n "$key")"; done >"$dir/kernel-settings"
   ns="eo-$$"
   ip netns add "$ns"
   echo "$ns" >"$dir/netns"
@@ -323,7 +352,7 @@ up() {
   local api_port; api_port="$(. "$dir/cp/env"; echo "$K8S_API_PORT")"
 
   start kubelet nsenter --net="/run/netns/$ns" "$bin/kubelet" --config="$dir/kubelet.yaml" --kubeconfig="$dir/cp/kubeconfig" \
-    --root-dir="$dir/kubelet" --hostname-override="$node_name" --node-ip="$node_ip"
+    --root-dir="$dir/kubelet" --cert-dir="$dir/kubelet/pki" --hostname-override="$node_name" --node-ip="$node_ip"
   start kube-proxy nsenter --net="/run/netns/$ns" "$bin/kube-proxy" --config="$dir/kube-proxy.yaml" --hostname-override="$node_name"
   start coredns nsenter --net="/run/netns/$ns" "$bin/coredns" -conf "$dir/Corefile"
 

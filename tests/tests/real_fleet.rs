@@ -60,6 +60,7 @@ async fn rollout_and_redis_restart_under_load_lose_nothing() {
     let mut run = Run::start(&install).await;
 
     // A spec change rolls every consumer pod while orders flow.
+    let before = install.consumer_pods("inventory").await;
     let rollout = async {
         install
             .kubectl(&[
@@ -71,7 +72,7 @@ async fn rollout_and_redis_restart_under_load_lose_nothing() {
             ])
             .await
             .expect_success("patch lockTtlMs");
-        install.wait_rolled_out("inventory").await;
+        install.wait_rolled_out("inventory", &before).await;
     };
     let (report, ()) = tokio::join!(run.load("rollout", 3_000), rollout);
     run.report.merge(report);
@@ -127,8 +128,9 @@ async fn fleet_under_churn(installer: Installer, mode: DeliveryMode) {
     let kill_one = async {
         let pods = install.consumer_pods("inventory").await;
         let (name, container) = pods.first().expect("the fleet has pods").clone();
-        cluster.kill_container(&container);
-        install.wait_restarted(&name).await;
+        let restarts = install.restarts(&name).await;
+        tokio::task::block_in_place(|| cluster.kill_container(&container));
+        install.wait_restarted(&name, restarts).await;
         install.wait_available("inventory", 6).await;
     };
     let (report, ()) = tokio::join!(run.load("kill-one", 2_500), kill_one);
@@ -202,10 +204,17 @@ impl Run {
         }
     }
 
-    /// Places `n` new orders named after `phase` through the order service.
-    async fn load(&self, phase: &str, n: usize) -> LoadReport {
+    /// Places `n` new orders named after `phase` through the order service; the port-forward
+    /// must have carried them all (kubectl exits if the order-service pod it bound goes away).
+    async fn load(&mut self, phase: &str, n: usize) -> LoadReport {
         let specs: Vec<OrderSpec> = orders(phase, n, &ITEMS);
-        place_orders(&self.orders.url(), specs, CONCURRENCY, RETRY_FOR).await
+        let report = place_orders(&self.orders.url(), specs, CONCURRENCY, RETRY_FOR).await;
+        assert!(
+            self.orders.is_alive(),
+            "the port-forward to the order service ended during {phase}:\n{}",
+            self.orders.log()
+        );
+        report
     }
 
     /// Lost 0, duplicated 0, unexpected 0, oversold 0; every applied order names a consumer

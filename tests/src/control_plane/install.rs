@@ -66,6 +66,7 @@ impl<'a> Installation<'a> {
             Installer::Kustomize => KUSTOMIZE_NAMESPACE,
             Installer::Helm => HELM_NAMESPACE,
         };
+        remove_leftovers(cluster).await;
         let install = Installation {
             cluster,
             namespace: namespace.to_owned(),
@@ -242,10 +243,26 @@ impl<'a> Installation<'a> {
         .await;
     }
 
-    /// The fleet's Deployment has rolled out its newest template to every replica.
-    pub async fn wait_rolled_out(&self, name: &str) {
-        self.wait_deployment_ready(&format!("{name}-consumer"))
-            .await;
+    /// Every pod in `old` is gone and the fleet is Available again: the rollout replaced them.
+    pub async fn wait_rolled_out(&self, name: &str, old: &[(String, String)]) {
+        let pods: Api<Pod> = self.api();
+        let selector = format!("app.kubernetes.io/instance={name}");
+        eventually(
+            &format!("eoc/{name}'s old pods replaced"),
+            TIMEOUT,
+            || async {
+                let now = pods.list(&ListParams::default().labels(&selector)).await?;
+                let left: Vec<String> = now
+                    .items
+                    .into_iter()
+                    .filter_map(|p| p.metadata.name)
+                    .filter(|n| old.iter().any(|(o, _)| o == n))
+                    .collect();
+                ensure!(left.is_empty(), "still there: {left:?}");
+                Ok(())
+            },
+        )
+        .await;
         self.wait_available(name, self.replicas(name).await).await;
     }
 
@@ -308,8 +325,18 @@ impl<'a> Installation<'a> {
         .await;
     }
 
-    /// The pod's container was restarted by kubelet after dying, and is Ready again.
-    pub async fn wait_restarted(&self, name: &str) {
+    /// How many times kubelet restarted the pod's container.
+    pub async fn restarts(&self, name: &str) -> i32 {
+        let pod = self.api::<Pod>().get(name).await.expect("the pod exists");
+        pod.status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.first().map(|c| c.restart_count))
+            .unwrap_or(0)
+    }
+
+    /// The pod's container was restarted by kubelet after dying (more restarts than `before`),
+    /// and is Ready again.
+    pub async fn wait_restarted(&self, name: &str, before: i32) {
         let pods: Api<Pod> = self.api();
         eventually(
             &format!("pod {name} restarted and Ready"),
@@ -323,7 +350,7 @@ impl<'a> Installation<'a> {
                     .and_then(|c| c.first())
                     .map(|c| c.restart_count)
                     .ok_or_else(|| anyhow!("no container status"))?;
-                ensure!(restarts >= 1, "restarts {restarts}");
+                ensure!(restarts > before, "restarts {restarts}");
                 ensure!(pod_ready(&pod), "not Ready yet");
                 Ok(())
             },
@@ -414,4 +441,55 @@ fn pod_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Removes what a failed test left (an install is removed only when its test passes), so the
+/// next test starts from nothing instead of from another test's objects and orders.
+async fn remove_leftovers(cluster: &ControlPlane) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client().await);
+    let mut left = Vec::new();
+    for ns in [KUSTOMIZE_NAMESPACE, HELM_NAMESPACE] {
+        if namespaces.get_opt(ns).await.ok().flatten().is_some() {
+            left.push(ns);
+        }
+    }
+    if left.is_empty() {
+        return;
+    }
+    eprintln!("removing what an earlier test left in {left:?}");
+    let _ = cluster
+        .helm(&[
+            "uninstall",
+            HELM_RELEASE,
+            "--namespace",
+            HELM_NAMESPACE,
+            "--ignore-not-found",
+            "--wait",
+        ])
+        .await;
+    for dir in [DEPLOY.to_owned(), format!("{DEPLOY}/variants/namespaced")] {
+        let _ = cluster
+            .kubectl(&["delete", "-k", &dir, "--ignore-not-found", "--wait=false"])
+            .await;
+    }
+    for ns in &left {
+        let _ = cluster
+            .kubectl(&[
+                "delete",
+                "namespace",
+                ns,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .await;
+    }
+    for ns in left {
+        eventually(&format!("namespace {ns} gone"), TIMEOUT, || async {
+            match namespaces.get_opt(ns).await? {
+                None => Ok(()),
+                Some(_) => Err(anyhow!("still terminating")),
+            }
+        })
+        .await;
+    }
 }

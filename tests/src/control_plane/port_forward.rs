@@ -1,7 +1,7 @@
 //! `kubectl port-forward` as a user runs it: a local port on the host's 127.0.0.1 tunnelled
 //! through the API server and the kubelet to a pod, so the host never dials a pod or service
-//! address. kubectl binds one pod when it starts and stops serving when that pod goes away;
-//! `reopen` starts a new forward to the same target.
+//! address. kubectl binds one pod when it starts and stops serving when that pod goes away, so
+//! a test opens a new forward after replacing the pod behind it.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -14,11 +14,9 @@ use crate::net::{free_port, wait_until};
 
 #[derive(Debug)]
 pub struct PortForward {
-    namespace: String,
-    target: String,
-    remote_port: u16,
     local_port: u16,
     child: Child,
+    log: std::path::PathBuf,
 }
 
 impl PortForward {
@@ -52,11 +50,9 @@ impl PortForward {
             .spawn()
             .unwrap_or_else(|e| panic!("starting kubectl port-forward: {e}"));
         let mut forward = PortForward {
-            namespace: namespace.to_owned(),
-            target: target.to_owned(),
-            remote_port,
             local_port,
             child,
+            log: log.clone(),
         };
         let what = format!("port-forward {namespace}/{target} on 127.0.0.1:{local_port}");
         wait_until(&what, Duration::from_secs(60), || {
@@ -74,17 +70,6 @@ impl PortForward {
         forward
     }
 
-    /// A new forward to the same target (after its pod was replaced).
-    pub async fn reopen(self, cluster: &ControlPlane) -> Self {
-        let (namespace, target, port) = (
-            self.namespace.clone(),
-            self.target.clone(),
-            self.remote_port,
-        );
-        drop(self);
-        Self::open(cluster, &namespace, &target, port).await
-    }
-
     pub fn local_port(&self) -> u16 {
         self.local_port
     }
@@ -97,6 +82,11 @@ impl PortForward {
     /// Whether kubectl still forwards (it exits when its pod is gone).
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What kubectl printed, for a failure message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 

@@ -11,16 +11,16 @@ use super::{ControlPlane, Node, REAL_NODE_SCRIPT};
 const BUILD_IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-images.sh");
 
 impl ControlPlane {
-    /// Packs the operator, order service, consumer and Redis images from the release binaries
-    /// (the test command builds them first) and imports them into the node. Blocking.
+    /// Builds the release binaries (a no-op when they are current, so an edit is never tested
+    /// through stale images), packs the operator, order service, consumer and Redis images and
+    /// imports them into the node. Blocking.
     pub(super) fn import_images(&self) -> anyhow::Result<()> {
         let out = self.dir.join("images");
         run(Command::new("bash")
             .arg(BUILD_IMAGES)
-            .arg("--no-build")
             .arg("--out")
             .arg(&out))
-        .context("packing the images (run `cargo build --release --workspace --bins` first)")?;
+        .context("building and packing the images")?;
         let mut archives: Vec<_> = std::fs::read_dir(&out)
             .with_context(|| format!("reading {}", out.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
