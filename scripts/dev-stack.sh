@@ -54,19 +54,7 @@ for i in 1 2 3; do wait_http "http://127.0.0.1:$((8080 + i))/readyz"; done
 echo "up: redis :$REDIS_PORT, order service :$ORDER_PORT, consumers :8081-8083 ($MODE mode)"
 
 api="http://127.0.0.1:$ORDER_PORT"
-json='-H content-type:application/json'
-curl -fsS -X PUT $json -d '{"quantity": 10}' "$api/inventory/001" >/dev/null
-curl -fsS -X PUT $json -d '{"quantity": 5}' "$api/inventory/002" >/dev/null
-order_id="sample-$(date +%s)"
-echo "POST /orders -> $(curl -sS -X POST $json -d "{\"orderId\":\"$order_id\",\"items\":[{\"id\":\"001\",\"quantity\":2},{\"id\":\"002\",\"quantity\":1}]}" "$api/orders")"
-for _ in $(seq 100); do
-  status=$(curl -fsS "$api/orders/$order_id")
-  case "$status" in *'"status":"accepted"'*) sleep 0.05 ;; *) break ;; esac
-done
-echo "GET /orders/$order_id -> $status"
-echo "GET /inventory -> $(curl -fsS "$api/inventory")"
-echo "which replica applied it: $(grep -h "\"order_id\":\"$order_id\"" "$run_dir"/inventory-*.log | grep '"outcome":"applied"')"
-
+scripts/sample-order.sh "$api"
 $once && exit 0
-echo "Ctrl-C to stop. Try: curl -X POST $json -d '{\"items\":[{\"id\":\"001\",\"quantity\":1}]}' $api/orders"
+echo "Ctrl-C to stop. Try: curl -X POST -H content-type:application/json -d '{\"items\":[{\"id\":\"001\",\"quantity\":1}]}' $api/orders"
 wait

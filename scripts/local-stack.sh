@@ -82,20 +82,10 @@ curl -fsS -o /dev/null "$api/readyz" || { echo "no answer from $api/readyz; see 
 echo "up in $(( $(date +%s) - started ))s: node eo-node, namespace $ns, order service on $api"
 kubectl get eoc -A
 
-json='-H content-type:application/json'
-curl -fsS -X PUT $json -d '{"quantity": 10}' "$api/inventory/001" >/dev/null
-curl -fsS -X PUT $json -d '{"quantity": 5}' "$api/inventory/002" >/dev/null
-order_id="sample-$(date +%s)"
-echo "POST /orders -> $(curl -sS -X POST $json -d "{\"orderId\":\"$order_id\",\"items\":[{\"id\":\"001\",\"quantity\":2},{\"id\":\"002\",\"quantity\":1}]}" "$api/orders")"
-for _ in $(seq 100); do
-  status=$(curl -fsS "$api/orders/$order_id")
-  case "$status" in *'"status":"accepted"'*) sleep 0.1 ;; *) break ;; esac
-done
-echo "GET /orders/$order_id -> $status"
-echo "GET /inventory -> $(curl -fsS "$api/inventory")"
-consumer=$(sed -n 's/.*"consumer":"\([^"]*\)".*/\1/p' <<<"$status")
-echo "applied by consumer pod: ${consumer:-?} ($(kubectl -n $ns get pod "$consumer" -o jsonpath='{.status.podIP} on {.spec.nodeName}' 2>/dev/null))"
-
+sample=$(scripts/sample-order.sh "$api")
+echo "$sample"
+consumer=$(tail -n 1 <<<"$sample" | sed 's/^applied by: //')
+echo "that pod: $(kubectl -n $ns get pod "$consumer" -o jsonpath='{.metadata.name}, {.status.podIP} on node {.spec.nodeName}' 2>/dev/null)"
 $once && exit 0
 cat <<TRY
 

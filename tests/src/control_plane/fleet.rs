@@ -51,6 +51,35 @@ pub fn consumer(name: &str, spec: Value) -> String {
     .to_string()
 }
 
+/// Waits until eoc `name`'s status says the fleet is complete and current: readyReplicas =
+/// replicas = `replicas`, Available=True, observedGeneration = generation. Returns the CR.
+pub async fn wait_eoc_available(
+    api: &Api<DynamicObject>,
+    name: &str,
+    replicas: i32,
+    timeout: Duration,
+) -> Value {
+    eventually(
+        &format!("eoc/{name} Available with {replicas}/{replicas} ready"),
+        timeout,
+        || async {
+            let cr = serde_json::to_value(api.get(name).await?)?;
+            let status = &cr["status"];
+            let available = condition(&cr, "Available");
+            ensure!(
+                status["replicas"] == replicas
+                    && status["readyReplicas"] == replicas
+                    && status["observedGeneration"] == cr["metadata"]["generation"]
+                    && available.as_ref().is_some_and(|c| c["status"] == "True"),
+                "generation {}, status {status}",
+                cr["metadata"]["generation"]
+            );
+            Ok(cr)
+        },
+    )
+    .await
+}
+
 /// The `type` condition of an object's status, if any.
 pub fn condition(object: &Value, type_: &str) -> Option<Value> {
     object["status"]["conditions"]
@@ -420,29 +449,9 @@ impl FleetEnv {
         .await;
     }
 
-    /// Status says the fleet is complete and current: readyReplicas = replicas = `replicas`,
-    /// Available=True, observedGeneration = generation.
+    /// Status says the fleet is complete and current (see [`wait_eoc_available`]).
     pub async fn wait_available(&self, name: &str, replicas: i32) -> Value {
-        let api = self.eoc_api();
-        eventually(
-            &format!("eoc/{name} Available with {replicas}/{replicas} ready"),
-            TIMEOUT,
-            || async {
-                let cr = serde_json::to_value(api.get(name).await?)?;
-                let status = &cr["status"];
-                let available = condition(&cr, "Available");
-                ensure!(
-                    status["replicas"] == replicas
-                        && status["readyReplicas"] == replicas
-                        && status["observedGeneration"] == cr["metadata"]["generation"]
-                        && available.as_ref().is_some_and(|c| c["status"] == "True"),
-                    "generation {}, status {status}",
-                    cr["metadata"]["generation"]
-                );
-                Ok(cr)
-            },
-        )
-        .await
+        wait_eoc_available(&self.eoc_api(), name, replicas, TIMEOUT).await
     }
 
     /// Exactly `count` pods of the fleet exist (terminating ones count until they are gone).

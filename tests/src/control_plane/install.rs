@@ -12,9 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use protocol::{DeliveryMode, Keys};
-use serde_json::Value;
 
-use super::fleet::condition;
+use super::fleet::{consumer_resource, wait_eoc_available};
 use super::port_forward::PortForward;
 use super::{ControlPlane, KubectlOutput, eventually};
 
@@ -215,32 +214,10 @@ impl<'a> Installation<'a> {
         )
     }
 
-    /// Status says the fleet is complete and current: readyReplicas = replicas = `replicas`,
-    /// Available=True, observedGeneration = generation.
+    /// Status says the fleet is complete and current (see [`wait_eoc_available`]).
     pub async fn wait_available(&self, name: &str, replicas: i32) {
-        eventually(
-            &format!("eoc/{name} Available with {replicas}/{replicas} ready"),
-            TIMEOUT,
-            || async {
-                let out = self
-                    .kubectl(&["get", &format!("eoc/{name}"), "-o", "json"])
-                    .await;
-                ensure!(out.success, "{}", out.stderr);
-                let cr: Value = serde_json::from_str(&out.stdout)?;
-                let status = &cr["status"];
-                let available = condition(&cr, "Available");
-                ensure!(
-                    status["replicas"] == replicas
-                        && status["readyReplicas"] == replicas
-                        && status["observedGeneration"] == cr["metadata"]["generation"]
-                        && available.as_ref().is_some_and(|c| c["status"] == "True"),
-                    "generation {}, status {status}",
-                    cr["metadata"]["generation"]
-                );
-                Ok(())
-            },
-        )
-        .await;
+        let api = Api::namespaced_with(self.client.clone(), &self.namespace, &consumer_resource());
+        wait_eoc_available(&api, name, replicas, TIMEOUT).await;
     }
 
     /// Every pod in `old` is gone and the fleet is Available again: the rollout replaced them.
