@@ -133,10 +133,6 @@ impl ControlPlane {
         }
     }
 
-    pub fn node(&self) -> Node {
-        self.node
-    }
-
     /// Where build.sh put kubectl, helm and the rest.
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir

@@ -26,6 +26,26 @@ impl OrderSpec {
     }
 }
 
+/// Stocks every item with `units` through the order service (`PUT /inventory/{item}`) and
+/// returns the initial stock for the checker.
+pub async fn stock(base_url: &str, items: &[&str], units: i64) -> HashMap<String, i64> {
+    let client = reqwest::Client::new();
+    for item in items {
+        let resp = client
+            .put(format!("{base_url}/inventory/{item}"))
+            .json(&json!({"quantity": units}))
+            .send()
+            .await
+            .expect("PUT /inventory");
+        assert!(
+            resp.status().is_success(),
+            "PUT /inventory/{item}: {}",
+            resp.status()
+        );
+    }
+    items.iter().map(|i| (i.to_string(), units)).collect()
+}
+
 /// `n` orders named `{prefix}-{i}`, one to three lines each over `items`, quantities 1 to 3,
 /// from a fixed seed so a failing run can be replayed.
 pub fn orders(prefix: &str, n: usize, items: &[&str]) -> Vec<OrderSpec> {

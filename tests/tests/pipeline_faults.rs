@@ -21,22 +21,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// Stocks every item with `units` and returns the initial stock for the checker.
 async fn stock(fleet: &Fleet, units: i64) -> HashMap<String, i64> {
-    let client = reqwest::Client::new();
-    for item in ITEMS {
-        let url = format!("{}/inventory/{item}", fleet.order_url());
-        let resp = client
-            .put(url)
-            .json(&serde_json::json!({"quantity": units}))
-            .send()
-            .await
-            .expect("PUT /inventory");
-        assert!(
-            resp.status().is_success(),
-            "PUT /inventory/{item}: {}",
-            resp.status()
-        );
-    }
-    ITEMS.iter().map(|i| (i.to_string(), units)).collect()
+    e2e::load::stock(&fleet.order_url(), &ITEMS, units).await
 }
 
 async fn place(fleet: &Fleet, specs: Vec<OrderSpec>) -> LoadReport {

@@ -16,7 +16,7 @@ use e2e::checker::check;
 use e2e::control_plane::install::{Installation, Installer, Scope};
 use e2e::control_plane::port_forward::PortForward;
 use e2e::control_plane::{ControlPlane, eventually};
-use e2e::load::{LoadReport, OrderSpec, orders, place_orders};
+use e2e::load::{LoadReport, OrderSpec, orders, place_orders, stock};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -164,20 +164,7 @@ struct Run {
 impl Run {
     async fn start(install: &Installation<'_>) -> Self {
         let orders = install.port_forward("svc/order-service", 3001).await;
-        let http = reqwest::Client::new();
-        for item in ITEMS {
-            let resp = http
-                .put(format!("{}/inventory/{item}", orders.url()))
-                .json(&serde_json::json!({"quantity": UNITS}))
-                .send()
-                .await
-                .expect("PUT /inventory through the port-forward");
-            assert!(
-                resp.status().is_success(),
-                "PUT /inventory/{item}: {}",
-                resp.status()
-            );
-        }
+        let initial = stock(&orders.url(), &ITEMS, UNITS).await;
         // Every consumer pod that ever exists, so an applied order's `consumer` can be checked
         // against pods that really ran.
         let pods_seen = Arc::new(Mutex::new(HashSet::new()));
@@ -197,7 +184,7 @@ impl Run {
         Run {
             orders,
             keys: install.keys(),
-            initial: ITEMS.iter().map(|i| (i.to_string(), UNITS)).collect(),
+            initial,
             report: LoadReport::default(),
             pods_seen,
             watcher,
