@@ -2,6 +2,7 @@
 //! wire, the Redis key layout, the atomic apply script, and the environment the operator injects
 //! into consumer pods.
 
+pub mod acl;
 pub mod delivery;
 pub mod env;
 pub mod group;
