@@ -17,8 +17,34 @@ pub struct Service {
     pub base_url: String,
 }
 
+/// How a service reaches Redis: its URL and the environment that goes with it (credentials,
+/// TLS files).
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub url: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl RedisTarget {
+    pub fn url(url: impl Into<String>) -> Self {
+        RedisTarget {
+            url: url.into(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.env.push((name, value.into()));
+        self
+    }
+}
+
 pub struct Fleet {
     pub redis: RedisServer,
+    /// How the order service and the consumers started from now on reach Redis; `None`: the
+    /// server's own [`RedisServer::url`], nothing else.
+    pub order_service_redis: Option<RedisTarget>,
+    pub consumer_redis: Option<RedisTarget>,
     pub mode: DeliveryMode,
     pub channel: String,
     pub lock_ttl_ms: u64,
@@ -34,8 +60,15 @@ impl Fleet {
     /// Redis only; start the services with [`Fleet::start_order_service`] and
     /// [`Fleet::start_consumer`].
     pub async fn new(mode: DeliveryMode, lock_ttl_ms: u64, aof: bool) -> Self {
+        Self::on(RedisServer::start(aof).await, mode, lock_ttl_ms)
+    }
+
+    /// A fleet on a server the test started (TLS, ACL users); services not started yet.
+    pub fn on(redis: RedisServer, mode: DeliveryMode, lock_ttl_ms: u64) -> Self {
         Fleet {
-            redis: RedisServer::start(aof).await,
+            redis,
+            order_service_redis: None,
+            consumer_redis: None,
             mode,
             channel: env::DEFAULT_CHANNEL.to_owned(),
             lock_ttl_ms,
@@ -61,19 +94,33 @@ impl Fleet {
         Keys::new(&self.channel.parse().expect("the test channel is valid"))
     }
 
-    fn common_env(&self, http_port: u16) -> Vec<(&'static str, String)> {
-        vec![
-            (env::REDIS_URL, self.redis.url()),
+    fn common_env(
+        &self,
+        http_port: u16,
+        target: Option<&RedisTarget>,
+    ) -> Vec<(&'static str, String)> {
+        let url = target.map_or_else(|| self.redis.url(), |t| t.url.clone());
+        let mut env = vec![
+            (env::REDIS_URL, url),
             (env::CHANNEL, self.channel.clone()),
             (env::DELIVERY_MODE, self.mode.to_string()),
             (env::HTTP_ADDR, format!("127.0.0.1:{http_port}")),
             ("RUST_LOG", "info".to_owned()),
-        ]
+        ];
+        env.extend(target.iter().flat_map(|t| t.env.iter().cloned()));
+        env
     }
 
     pub async fn start_order_service(&mut self) {
+        self.spawn_order_service();
+        let service = self.order_service.as_ref().expect("just started");
+        self.wait_ready(service).await;
+    }
+
+    /// Starts the order service without waiting for it.
+    pub fn spawn_order_service(&mut self) {
         let port = free_port();
-        let env = self.common_env(port);
+        let env = self.common_env(port, self.order_service_redis.as_ref());
         let process = ChildProcess::spawn(
             "order-service",
             &workspace_binary("order-service"),
@@ -81,12 +128,10 @@ impl Fleet {
             &env,
             self.logs.path(),
         );
-        let service = Service {
+        self.order_service = Some(Service {
             process,
             base_url: format!("http://127.0.0.1:{port}"),
-        };
-        self.wait_ready(&service).await;
-        self.order_service = Some(service);
+        });
     }
 
     /// Starts consumer `name`, holding each order `apply_delay_ms` before applying it, and waits
@@ -100,7 +145,7 @@ impl Fleet {
     /// Starts consumer `name` without waiting for it.
     pub fn spawn_consumer(&mut self, name: &str, apply_delay_ms: u64) {
         let port = free_port();
-        let mut env = self.common_env(port);
+        let mut env = self.common_env(port, self.consumer_redis.as_ref());
         env.extend([
             (env::CONSUMER_NAME, name.to_owned()),
             (env::LOCK_TTL_MS, self.lock_ttl_ms.to_string()),
@@ -135,6 +180,18 @@ impl Fleet {
             },
         )
         .await;
+    }
+
+    /// The status `/readyz` answers now (an error: no answer at all).
+    pub async fn readyz(&self, service: &Service) -> anyhow::Result<u16> {
+        let url = format!("{}/readyz", service.base_url);
+        Ok(self.http.get(&url).send().await?.status().as_u16())
+    }
+
+    pub fn order_service(&mut self) -> &mut Service {
+        self.order_service
+            .as_mut()
+            .expect("the order service was started")
     }
 
     pub fn order_url(&self) -> String {

@@ -11,3 +11,4 @@ pub mod net;
 pub mod process;
 pub mod redis_server;
 pub mod stream_group;
+pub mod tls;
