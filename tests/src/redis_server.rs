@@ -2,6 +2,7 @@
 //! plain by default or TLS (optionally mutual) with the test's own certificates.
 //! Fails loudly when the binary is missing: these suites never skip.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -240,14 +241,29 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("no redis_version in INFO server: {info}"))
     }
 
-    /// Every `ACL LOG` entry (refused commands, keys, channels and logins), one line each.
+    /// Every `ACL LOG` entry (refused commands, keys, channels and logins), one line each:
+    /// `reason=command context=lua object=flushall username=eo-consumer count=1`.
     pub async fn acl_log(&self) -> Vec<String> {
         let mut conn = self.connection().await;
-        let entries: Vec<redis::Value> = redis::cmd("ACL")
+        let entries: Vec<HashMap<String, redis::Value>> = redis::cmd("ACL")
             .arg("LOG")
             .query_async(&mut conn)
             .await
             .expect("ACL LOG");
-        entries.iter().map(|e| format!("{e:?}")).collect()
+        entries
+            .iter()
+            .map(|entry| {
+                ["reason", "context", "object", "username", "count"]
+                    .iter()
+                    .map(|field| {
+                        let value = entry
+                            .get(*field)
+                            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                        format!("{field}={}", value.unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
     }
 }

@@ -1,0 +1,303 @@
+//! Redis over TLS, as managed Redis serves it: the fault suite's bulk scenario over `rediss://`
+//! (and mutual TLS), and the ways a deployment gets TLS wrong (a CA that did not sign the
+//! server, an expired server certificate, a plain URL against the TLS port). A misconfigured
+//! process stays up and not ready, says which host and port it cannot reach without printing
+//! the password, retries at the backoff's pace, and loses nothing once the fleet is fixed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use e2e::checker::{Verdict, check};
+use e2e::fleet::{Fleet, RedisTarget, Service};
+use e2e::load::{LoadReport, orders, place_orders};
+use e2e::net::wait_until;
+use e2e::redis_server::{RedisServer, TlsListener};
+use e2e::tls::{CertFiles, TestPki};
+use protocol::{DeliveryMode, env};
+
+const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
+const LOCK_TTL_MS: u64 = 1_000;
+const SETTLE: Duration = Duration::from_secs(60);
+/// In every URL the services get, so a log that prints it is caught.
+const PASSWORD: &str = "tls-test-Pa55word-7f3a";
+
+fn listener(pki: &TestPki, server: &CertFiles, mutual: bool) -> TlsListener {
+    TlsListener {
+        server: server.clone(),
+        ca: pki.ca.clone(),
+        client: mutual.then(|| pki.client.clone()),
+        plain_port: false,
+    }
+}
+
+/// `rediss://` with the password, trusting `ca`, presenting the client certificate if `mutual`.
+fn tls_target(
+    redis: &RedisServer,
+    ca: &std::path::Path,
+    pki: &TestPki,
+    mutual: bool,
+) -> RedisTarget {
+    let target = RedisTarget::url(format!("rediss://:{PASSWORD}@127.0.0.1:{}", redis.port))
+        .with(env::REDIS_TLS_CA_FILE, ca.to_string_lossy());
+    if mutual {
+        target
+            .with(env::REDIS_TLS_CERT_FILE, pki.client.cert.to_string_lossy())
+            .with(env::REDIS_TLS_KEY_FILE, pki.client.key.to_string_lossy())
+    } else {
+        target
+    }
+}
+
+async fn verdict(fleet: &Fleet, report: &LoadReport, initial: &HashMap<String, i64>) -> Verdict {
+    let mut conn = fleet.redis.connection().await;
+    check(&mut conn, &fleet.keys(), report, initial, SETTLE).await
+}
+
+fn assert_clean(fleet: &Fleet, verdict: &Verdict) {
+    assert!(
+        verdict.is_clean(),
+        "{}\n{}",
+        verdict.summary(),
+        fleet.log_tails()
+    );
+}
+
+// --- The certificates themselves, through redis-rs as our services use it ---
+
+/// A client that verifies the server against `ca`, presenting `client` if given.
+async fn verified_ping(
+    redis: &RedisServer,
+    ca: &std::path::Path,
+    client: Option<&CertFiles>,
+) -> redis::RedisResult<()> {
+    let client_tls = client.map(|c| redis::ClientTlsConfig {
+        client_cert: std::fs::read(&c.cert).unwrap(),
+        client_key: std::fs::read(&c.key).unwrap(),
+    });
+    let client = redis::Client::build_with_tls(
+        redis.url(),
+        redis::TlsCertificates {
+            client_tls,
+            root_cert: Some(std::fs::read(ca).unwrap()),
+        },
+    )?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async(&mut conn).await
+}
+
+#[tokio::test]
+async fn the_test_pki_verifies_and_each_bad_certificate_is_refused() {
+    let pki = TestPki::generate();
+    let good = RedisServer::start_tls(listener(&pki, &pki.server, false)).await;
+    verified_ping(&good, &pki.ca, None)
+        .await
+        .expect("the server certificate verifies against the test CA for 127.0.0.1");
+    assert!(
+        verified_ping(&good, &pki.wrong_ca, None).await.is_err(),
+        "a CA that signed nothing was trusted"
+    );
+    let expired = RedisServer::start_tls(listener(&pki, &pki.expired_server, false)).await;
+    let e = verified_ping(&expired, &pki.ca, None).await.unwrap_err();
+    assert!(e.to_string().contains("expired"), "{e}");
+
+    let mutual = RedisServer::start_tls(listener(&pki, &pki.server, true)).await;
+    verified_ping(&mutual, &pki.ca, Some(&pki.client))
+        .await
+        .expect("the client certificate is accepted");
+    assert!(
+        verified_ping(&mutual, &pki.ca, None).await.is_err(),
+        "mutual TLS let in a client without a certificate"
+    );
+}
+
+// --- The fleet over TLS ---
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod pubsub {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
+        }
+        mod streams {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
+        }
+    };
+}
+
+both_modes!(three_consumers_ten_thousand_orders_over_tls);
+
+/// The fault suite's bulk scenario over `rediss://`; streams with mutual TLS, pubsub without.
+async fn three_consumers_ten_thousand_orders_over_tls(mode: DeliveryMode) {
+    let mutual = mode == DeliveryMode::Streams;
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(listener(&pki, &pki.server, mutual)).await;
+    let target = tls_target(&redis, &pki.ca, &pki, mutual);
+    let mut fleet = Fleet::on(redis, mode, LOCK_TTL_MS);
+    fleet.order_service_redis = Some(target.clone());
+    fleet.consumer_redis = Some(target);
+    fleet.start_order_service().await;
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 0).await;
+    }
+    let initial = e2e::load::stock(&fleet.order_url(), &ITEMS, 1_000_000).await;
+    let report = place_orders(
+        &fleet.order_url(),
+        orders("tls", 10_000, &ITEMS),
+        32,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(report.accepted.len(), 10_000);
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert_eq!(v.applied, 10_000, "{}", v.summary());
+    // Every client of the server came over TLS: there is no other listener.
+    assert!(fleet.redis.plain_port.is_none());
+}
+
+// --- Misconfigured TLS ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_did_not_sign_the_server_keeps_the_fleet_unready_until_fixed() {
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(listener(&pki, &pki.server, false)).await;
+    let bad = tls_target(&redis, &pki.wrong_ca, &pki, false);
+    let good = tls_target(&redis, &pki.ca, &pki, false);
+    misconfigured_then_fixed(redis, DeliveryMode::Pubsub, bad, good).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_server_certificate_keeps_the_fleet_unready_until_fixed() {
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(listener(&pki, &pki.expired_server, false)).await;
+    let bad = tls_target(&redis, &pki.ca, &pki, false);
+    // The fix here is on the client side alone, as an operator in a hurry would do it.
+    let good = bad
+        .clone()
+        .with(env::REDIS_TLS_INSECURE_SKIP_VERIFY, "true");
+    misconfigured_then_fixed(redis, DeliveryMode::Streams, bad, good).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_url_against_the_tls_port_keeps_the_fleet_unready_until_fixed() {
+    let pki = TestPki::generate();
+    let redis = RedisServer::start_tls(listener(&pki, &pki.server, false)).await;
+    let bad = RedisTarget::url(format!("redis://:{PASSWORD}@127.0.0.1:{}", redis.port));
+    let good = tls_target(&redis, &pki.ca, &pki, false);
+    misconfigured_then_fixed(redis, DeliveryMode::Pubsub, bad, good).await;
+}
+
+/// How long the misconfigured processes are watched: long enough for a retry loop without
+/// backoff to reconnect hundreds of times, and for the backoff (100 ms doubling) to try a few.
+const WATCH: Duration = Duration::from_secs(4);
+/// Reconnects allowed over `WATCH`: the backoff's 100+200+400+800+1600 ms make five.
+const MAX_RECONNECTS: f64 = 8.0;
+
+/// Starts the order service and two consumers with `bad`; checks that each stays up, not ready,
+/// names the host and port in its log without the password, and retries no faster than the
+/// backoff. Then a correctly configured order service accepts orders while the misconfigured
+/// consumers still run, a correctly configured consumer joins, and every order is applied once.
+async fn misconfigured_then_fixed(
+    redis: RedisServer,
+    mode: DeliveryMode,
+    bad: RedisTarget,
+    good: RedisTarget,
+) {
+    let host_port = format!("127.0.0.1:{}", redis.port);
+    let mut fleet = Fleet::on(redis, mode, LOCK_TTL_MS);
+    fleet.order_service_redis = Some(bad.clone());
+    fleet.consumer_redis = Some(bad);
+    fleet.spawn_order_service();
+    for name in ["bad0", "bad1"] {
+        fleet.spawn_consumer(name, 0);
+    }
+
+    // Each says which Redis it cannot reach, once it has tried.
+    for name in ["order-service", "bad0", "bad1"] {
+        let service = service(&fleet, name);
+        wait_until(
+            &format!("{name} to log that it cannot reach {host_port}"),
+            Duration::from_secs(20),
+            || async {
+                anyhow::ensure!(
+                    service.process.log().contains(&host_port),
+                    "not yet: {}",
+                    service.process.log_tail(5)
+                );
+                Ok(())
+            },
+        )
+        .await;
+    }
+    let reconnects_before = reconnects(&fleet).await;
+    // An observation window, not a wait for a condition: what is measured is a rate.
+    tokio::time::sleep(WATCH).await;
+    let reconnects_after = reconnects(&fleet).await;
+
+    for name in ["order-service", "bad0", "bad1"] {
+        let service = service(&fleet, name);
+        let status = fleet.readyz(service).await.unwrap_or_else(|e| {
+            panic!(
+                "{name} does not answer /readyz: {e}\n{}",
+                service.process.log_tail(20)
+            )
+        });
+        assert_eq!(status, 503, "{name} is ready without Redis");
+        let log = service.process.log();
+        assert!(
+            !log.contains(PASSWORD),
+            "{name} printed the password:\n{log}"
+        );
+    }
+    for (name, after) in &reconnects_after {
+        let n = after - reconnects_before[name];
+        assert!(
+            n <= MAX_RECONNECTS,
+            "{name} reconnected {n} times in {WATCH:?}: faster than the backoff"
+        );
+    }
+    assert!(fleet.order_service().process.is_running());
+    for name in ["bad0", "bad1"] {
+        assert!(fleet.consumer(name).process.is_running(), "{name} exited");
+    }
+
+    // Fixed: a correctly configured order service takes orders while only the misconfigured
+    // consumers run, then a correctly configured consumer joins.
+    fleet.order_service().process.kill();
+    fleet.order_service_redis = Some(good.clone());
+    fleet.consumer_redis = Some(good);
+    fleet.start_order_service().await;
+    let initial = e2e::load::stock(&fleet.order_url(), &ITEMS, 1_000_000).await;
+    let report = place_orders(
+        &fleet.order_url(),
+        orders("fixed", 300, &ITEMS),
+        16,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(report.accepted.len(), 300);
+    fleet.start_consumer("good", 0).await;
+    let v = verdict(&fleet, &report, &initial).await;
+    assert_clean(&fleet, &v);
+    assert_eq!(v.applied, 300, "{}", v.summary());
+}
+
+fn service<'a>(fleet: &'a Fleet, name: &str) -> &'a Service {
+    match name {
+        "order-service" => fleet.order_service.as_ref().expect("started"),
+        consumer => &fleet.consumers[consumer],
+    }
+}
+
+/// Each misconfigured consumer's reconnect count now.
+async fn reconnects(fleet: &Fleet) -> HashMap<&'static str, f64> {
+    let mut counts = HashMap::new();
+    for name in ["bad0", "bad1"] {
+        counts.insert(
+            name,
+            fleet.metric(name, "eo_consumer_reconnects_total").await,
+        );
+    }
+    counts
+}
