@@ -7,7 +7,9 @@
 //! - Redis commands per order (from INFO commandstats), by command;
 //! - p50/p99 from accept to applied at 2,000 orders/s offered through the real order service
 //!   over HTTP (accept and apply times are both Redis' clock, millisecond resolution);
-//! - the peak RSS (VmHWM) of each consumer.
+//! - the peak RSS (VmHWM) of each consumer;
+//! - the cost of TLS: the same throughput workload against a fresh plain server and a fresh
+//!   TLS one (consumers and injector over `rediss://`), as a ratio of the plain rate.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p e2e --bench pipeline`
 
@@ -15,10 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::fleet::Fleet;
+use e2e::fleet::{Fleet, RedisTarget};
 use e2e::load::{OrderSpec, orders};
 use e2e::net::poll_until;
 use e2e::process::cpu_time_of;
+use e2e::redis_server::{RedisServer, TlsListener};
+use e2e::tls::TestPki;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::scripts;
 use protocol::{DeliveryMode, OrderMessage};
@@ -29,6 +33,8 @@ const THROUGHPUT_ORDERS: usize = 100_000;
 const REFERENCE_SETS: usize = 200_000;
 const LATENCY_RATE: u64 = 2_000;
 const LATENCY_SECONDS: u64 = 10;
+/// Orders of each side of the TLS comparison.
+const TLS_ORDERS: usize = 30_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -140,6 +146,67 @@ async fn bench_mode(mode: DeliveryMode) {
     );
 
     print_peak_rss(&mut fleet, "after the whole run");
+    drop(fleet);
+
+    let plain = Fleet::start(mode, 3, 5_000).await;
+    let (plain_rate, plain_cpu) = throughput(
+        &plain,
+        &orders(&format!("plain-{mode}"), TLS_ORDERS, &ITEMS),
+    )
+    .await;
+    drop(plain);
+    let pki = TestPki::generate();
+    let tls = tls_fleet(mode, &pki).await;
+    let (tls_rate, tls_cpu) =
+        throughput(&tls, &orders(&format!("tls-{mode}"), TLS_ORDERS, &ITEMS)).await;
+    println!(
+        "TLS cost, {TLS_ORDERS} orders on a fresh server each, consumers and injector over rediss:// vs redis://: {tls_rate:.0} vs {plain_rate:.0} orders/s ({:.2}x the plain rate); redis-server CPU per order {:.1} vs {:.1} us ({:.2}x)",
+        tls_rate / plain_rate,
+        tls_cpu * 1e6,
+        plain_cpu * 1e6,
+        tls_cpu / plain_cpu
+    );
+}
+
+/// A fleet of 3 consumers on a TLS-only server (no client certificate), verifying it against
+/// the test CA as a deployment would.
+async fn tls_fleet(mode: DeliveryMode, pki: &TestPki) -> Fleet {
+    let redis = RedisServer::start_tls(TlsListener {
+        server: pki.server.clone(),
+        ca: pki.ca.clone(),
+        client: None,
+        plain_port: false,
+    })
+    .await;
+    let target = RedisTarget::url(redis.url())
+        .with(protocol::env::REDIS_TLS_CA_FILE, pki.ca.to_string_lossy());
+    let mut fleet = Fleet::on(redis, mode, 5_000);
+    fleet.consumer_redis = Some(target);
+    for name in ["c0", "c1", "c2"] {
+        fleet.start_consumer(name, 0).await;
+    }
+    fleet
+}
+
+/// Stocks the items, injects `specs` and waits until all are applied: orders per second and
+/// redis-server CPU per order.
+async fn throughput(fleet: &Fleet, specs: &[OrderSpec]) -> (f64, f64) {
+    let mut conn = fleet.redis.connection().await;
+    let stock: Vec<(&str, i64)> = ITEMS.iter().map(|i| (*i, 1_000_000_000)).collect();
+    let _: () = conn
+        .hset_multiple(fleet.keys().inventory(), &stock)
+        .await
+        .unwrap();
+    let cpu_before = fleet.redis.process().cpu_time().expect("redis-server runs");
+    let started = Instant::now();
+    inject(fleet, specs, fleet.mode).await;
+    wait_drained(fleet).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = fleet.redis.process().cpu_time().expect("redis-server runs") - cpu_before;
+    (
+        specs.len() as f64 / elapsed,
+        cpu.as_secs_f64() / specs.len() as f64,
+    )
 }
 
 /// The redis-server CPU per order of only the writes an order needs in `mode`, as plain
