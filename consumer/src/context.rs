@@ -8,7 +8,8 @@ use prometheus_client::registry::Registry;
 use protocol::Keys;
 use redis::aio::ConnectionManager;
 use service::Readiness;
-use service::redis_args::{BadRedisUrl, RESPONSE_TIMEOUT, connection_config};
+use service::redis_args::{RESPONSE_TIMEOUT, connection_config};
+use service::redis_client::RedisConfigError;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -26,7 +27,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: Config, registry: &mut Registry) -> Result<Arc<Self>, BadRedisUrl> {
+    pub fn new(config: Config, registry: &mut Registry) -> Result<Arc<Self>, RedisConfigError> {
         Ok(Arc::new(Context {
             name: config.consumer_name(),
             keys: Keys::new(&config.redis.channel),

@@ -30,6 +30,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut registry = Registry::default();
     let ctx = Context::new(config, &mut registry)?;
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), mode = %ctx.config.redis.delivery_mode,
+        redis = %ctx.config.redis.endpoint(),
         lock_ttl_ms = ctx.config.lock_ttl_ms, "inventory consumer starting");
 
     let router = service::ops_routes(ctx.readiness.clone(), Arc::new(registry));
