@@ -8,6 +8,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod redis_access;
 pub mod status;
 
 #[cfg(test)]
