@@ -293,52 +293,41 @@ fn secret_needs_list_every_reference_with_its_field() {
         name: "redis-auth".to_owned(),
         key: "url".to_owned(),
     });
-    let summary: Vec<(String, &str, Vec<(String, &str)>)> = secret_needs(&redis)
-        .into_iter()
-        .map(|n| {
-            (
-                n.name,
-                n.name_field,
-                n.keys.into_iter().map(|k| (k.key, k.field)).collect(),
-            )
-        })
-        .collect();
+    let key = |key: &str, field: &'static str| NeededKey {
+        key: key.to_owned(),
+        field,
+        content: KeyContent::Any,
+    };
     let client_field = "spec.redis.tls.clientCertSecretRef: a kubernetes.io/tls Secret";
     assert_eq!(
-        summary,
+        secret_needs(&redis),
         [
-            (
-                "redis-auth".to_owned(),
-                "spec.redis.urlSecretRef.name",
-                vec![("url".to_owned(), "spec.redis.urlSecretRef.key")]
-            ),
-            (
-                "redis-acl".to_owned(),
-                "spec.redis.credentialsSecretRef.name",
-                vec![
-                    (
-                        "username".to_owned(),
-                        "spec.redis.credentialsSecretRef.usernameKey"
-                    ),
-                    (
-                        "password".to_owned(),
-                        "spec.redis.credentialsSecretRef.passwordKey"
-                    ),
-                ]
-            ),
-            (
-                "redis-ca".to_owned(),
-                "spec.redis.tls.caSecretRef.name",
-                vec![("bundle.pem".to_owned(), "spec.redis.tls.caSecretRef.key")]
-            ),
-            (
-                "redis-client".to_owned(),
-                "spec.redis.tls.clientCertSecretRef.name",
-                vec![
-                    ("tls.crt".to_owned(), client_field),
-                    ("tls.key".to_owned(), client_field),
-                ]
-            ),
+            SecretNeed {
+                name: "redis-auth".to_owned(),
+                name_field: "spec.redis.urlSecretRef.name",
+                keys: vec![NeededKey {
+                    content: KeyContent::RedisUrl { tls: true },
+                    ..key("url", "spec.redis.urlSecretRef.key")
+                }],
+            },
+            SecretNeed {
+                name: "redis-acl".to_owned(),
+                name_field: "spec.redis.credentialsSecretRef.name",
+                keys: vec![
+                    key("username", "spec.redis.credentialsSecretRef.usernameKey"),
+                    key("password", "spec.redis.credentialsSecretRef.passwordKey"),
+                ],
+            },
+            SecretNeed {
+                name: "redis-ca".to_owned(),
+                name_field: "spec.redis.tls.caSecretRef.name",
+                keys: vec![key("bundle.pem", "spec.redis.tls.caSecretRef.key")],
+            },
+            SecretNeed {
+                name: "redis-client".to_owned(),
+                name_field: "spec.redis.tls.clientCertSecretRef.name",
+                keys: vec![key("tls.crt", client_field), key("tls.key", client_field)],
+            },
         ]
     );
 }
