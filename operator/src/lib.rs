@@ -1,5 +1,6 @@
 //! The exactly-once operator: turns one `ExactlyOnceConsumer` resource into a running consumer
-//! fleet. Pure builders (`deployment`, `status`) decide; `reconcile` does the I/O around them;
+//! fleet. Pure builders (`deployment`, with `redis_access` for the Redis URL, credentials and
+//! TLS Secrets, and `status`) decide; `reconcile` does the I/O around them;
 //! `leader`, `http` and `metrics` serve the binary in `main.rs`.
 
 pub mod crd;
