@@ -54,23 +54,13 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
             missed = keep_alive(ctx, sink) => Err(missed),
         }
     };
-    // A failed worker stops the other from taking more, but lets it finish the batch it holds:
-    // dropping it mid-apply would abandon orders between their lease and their apply.
     let stop_taking = shutdown.child_token();
-    let worker = || async {
-        let worked = work(ctx, &intake, &shed, &stop_taking).await;
-        if worked.is_err() {
-            stop_taking.cancel();
-        }
-        worked
-    };
     let work = async {
         let worked = async {
             // Whatever was published before we listened is only in the pending index.
             pubsub_redrive::redrive(ctx, None, shutdown).await?;
             ctx.readiness.set(true);
-            let (first, second) = tokio::join!(worker(), worker());
-            first.and(second)
+            two_workers(&stop_taking, || work(ctx, &intake, &shed, &stop_taking)).await
         }
         .await;
         stop_listening.cancel();
@@ -117,6 +107,25 @@ async fn keep_alive(ctx: &Context, mut sink: PubSubSink) -> redis::RedisError {
 
 fn timed_out(what: &'static str) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+}
+
+/// Runs two workers until both have stopped; returns an error if either failed. A failed worker
+/// fires `stop`, which stops the other from taking more but lets it finish the batch it holds:
+/// dropping it mid-apply (as `try_join!` would) abandons orders between lease and apply.
+async fn two_workers<F, Fut>(stop: &CancellationToken, worker: F) -> redis::RedisResult<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = redis::RedisResult<()>>,
+{
+    let run = || async {
+        let worked = worker().await;
+        if worked.is_err() {
+            stop.cancel();
+        }
+        worked
+    };
+    let (first, second) = tokio::join!(run(), run());
+    first.and(second)
 }
 
 /// Takes batches from the intake queue and applies them, until `stop` (shutdown, or the other
@@ -202,4 +211,43 @@ pub async fn redrive_periodically(ctx: &Context, shutdown: &CancellationToken) {
         pubsub_redrive::redrive(ctx, Some(lease), shutdown)
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_worker_lets_the_other_finish_the_batch_it_holds_and_take_no_more() {
+        let stop = CancellationToken::new();
+        let started = AtomicUsize::new(0);
+        let (taken, finished) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let holding = Notify::new();
+        let result = two_workers(&stop, || async {
+            if started.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Fails while the other worker is in the middle of a batch.
+                holding.notified().await;
+                return Err(timed_out("the re-drive failed"));
+            }
+            while !stop.is_cancelled() {
+                taken.fetch_add(1, Ordering::SeqCst);
+                holding.notify_one();
+                stop.cancelled().await; // still applying when the failure comes
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .await;
+        assert!(result.is_err(), "the failure is returned");
+        assert_eq!(taken.load(Ordering::SeqCst), 1, "no batch taken after it");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the batch held was finished"
+        );
+    }
 }
