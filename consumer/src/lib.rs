@@ -10,7 +10,7 @@ pub mod intake;
 pub mod metrics;
 pub mod mode_check;
 pub mod pubsub;
-pub mod recovery;
+pub mod pubsub_redrive;
 pub mod streams;
 pub mod supervise;
 
