@@ -6,6 +6,7 @@ pub mod apply;
 pub mod backoff;
 pub mod config;
 pub mod context;
+pub mod dead_letters;
 pub mod intake;
 pub mod metrics;
 pub mod mode_check;
@@ -20,7 +21,7 @@ use prometheus_client::registry::Registry;
 use protocol::DeliveryMode;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Cli, Command, Config};
 use context::Context;
 
 /// Runs the consumer until `shutdown` fires: the HTTP endpoints, the delivery loop and its

@@ -86,7 +86,7 @@ impl Metrics {
         );
         r.register(
             "dead_lettered",
-            "Stream entries moved to the dead-letter stream",
+            "Orders and stream entries moved to the dead-letter stream (both modes)",
             m.dead_lettered.clone(),
         );
         r.register(
