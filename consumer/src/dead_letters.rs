@@ -222,7 +222,7 @@ pub fn report(
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     #[error(transparent)]
-    RedisUrl(#[from] service::redis_args::BadRedisUrl),
+    RedisConfig(#[from] service::redis_client::RedisConfigError),
     #[error("connecting to Redis (REDIS_URL): {0}")]
     Connect(redis::RedisError),
     #[error("reading the dead-letter stream {key}: {source}")]
