@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use service::Readiness;
 use service::redis_args::{RESPONSE_TIMEOUT, connection_config};
 use service::redis_client::RedisConfigError;
+use service::redis_conn::RedisConn;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -21,7 +22,7 @@ pub struct Context {
     pub client: redis::Client,
     /// Multiplexed connection for short commands (leases, applies, recovery). It reconnects by
     /// itself; a call that fails meanwhile leaves its orders to the recovery paths.
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub metrics: Metrics,
     pub readiness: Readiness,
 }
@@ -32,7 +33,7 @@ impl Context {
             name: config.consumer_name(),
             keys: Keys::new(&config.redis.channel),
             client: config.redis.client()?,
-            conn: config.redis.connection_manager()?,
+            conn: config.redis.connection()?,
             metrics: Metrics::new(registry),
             readiness: Readiness::default(),
             config,

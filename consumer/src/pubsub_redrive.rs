@@ -7,7 +7,7 @@ use std::time::Duration;
 use protocol::order::OrderId;
 use protocol::record;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use service::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
@@ -75,7 +75,7 @@ pub async fn redrive(
 
 /// `ZRANGEBYSCORE key min max WITHSCORES [LIMIT 0 limit]`.
 async fn range(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     key: &str,
     min: &str,
     max: &str,

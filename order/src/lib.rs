@@ -25,7 +25,7 @@ use store::Store;
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let redis = &config.redis;
-    let conn = redis.connection_manager()?;
+    let conn = redis.connection()?;
     let keys = Keys::new(&redis.channel);
     let store = Store {
         conn: conn.clone(),

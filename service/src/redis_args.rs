@@ -9,9 +9,10 @@ use std::time::Duration;
 use clap::Args;
 use protocol::env::{self, DEFAULT_CHANNEL};
 use protocol::{Channel, DeliveryMode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 
 use crate::redis_client::{self, ClientSpec, Password, RedisConfigError, TlsFiles};
+use crate::redis_conn::RedisConn;
 
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
@@ -91,14 +92,16 @@ impl RedisArgs {
         redis_client::hint(&self.redis_url, error).unwrap_or("")
     }
 
-    /// A multiplexed connection for short commands that reconnects by itself; it connects on
-    /// first use, so a process can start (not ready) while Redis is down.
-    pub fn connection_manager(&self) -> Result<ConnectionManager, RedisConfigError> {
-        ConnectionManager::new_lazy_with_config(self.client()?, connection_config(RESPONSE_TIMEOUT))
-            .map_err(|source| RedisConfigError::Client {
+    /// A multiplexed connection for short commands that reconnects by itself, also after a
+    /// timeout (see [`RedisConn`]); it connects on first use, so a process can start (not
+    /// ready) while Redis is down.
+    pub fn connection(&self) -> Result<RedisConn, RedisConfigError> {
+        RedisConn::new(self.client()?, connection_config(RESPONSE_TIMEOUT)).map_err(|source| {
+            RedisConfigError::Client {
                 endpoint: self.endpoint(),
                 reason: source.to_string(),
-            })
+            }
+        })
     }
 }
 

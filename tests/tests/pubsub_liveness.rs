@@ -36,8 +36,7 @@ async fn a_half_open_subscription_is_noticed_and_replaced() {
     let mut report = place(&fleet, "before", 10).await;
     fleet.wait_applied_by("c0", 10).await;
 
-    // The subscription alone: the consumer's other connection (leases, applies, re-drive) does
-    // not recover from a stall yet, see the ignored test below.
+    // The subscription alone here; the test below stalls the command connection too.
     let stalled = proxy.stall_subscribers();
     let since = Instant::now();
     assert_eq!(stalled, 1, "c0 has one subscription through the proxy");
@@ -97,13 +96,9 @@ async fn a_half_open_subscription_is_noticed_and_replaced() {
     );
 }
 
-/// Known to fail: the consumer's multiplexed command connection (`Context::conn`, a redis-rs
-/// `ConnectionManager`) is not replaced when a command times out (redis 1.8.1 reconnects only
-/// on errors that say the connection dropped; a timeout is retried on the same one). After a
-/// stall of every connection the new subscription is fine, but each session's first re-drive
-/// times out on the stalled command connection, so the replica stays unready for good. The fix
-/// belongs to `consumer/src/context.rs` or `service/src/redis_args.rs`.
-#[ignore = "a half-open command connection is never replaced (see the comment)"]
+/// Every connection of the consumer goes half-open at once: the subscription is replaced after
+/// a missed PONG, and the command connection (leases, applies, re-drive) after its first
+/// timeout (`service::redis_conn`), so the replica is ready again and applies new orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_command_connection_is_replaced() {
     let mut fleet = Fleet::new(DeliveryMode::Pubsub, LOCK_TTL_MS, false).await;
