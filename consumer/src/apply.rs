@@ -1,13 +1,15 @@
 //! Applying orders, the same way in both delivery modes: a batch of orders in one script call
 //! (each order atomic on its own), then the accounting of how each ended (metrics and one log line per
-//! order carrying `order_id`, `consumer` and `outcome`).
+//! order carrying `order_id`, `consumer` and `outcome`). In pubsub mode the orders whose apply
+//! Redis refused are then counted fleet-wide and dead-lettered at `MAX_DELIVERIES` (streams mode
+//! counts an entry's deliveries instead, in `streams.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::OrderMessage;
 use protocol::keys::CONSUMER_GROUP;
-use protocol::scripts::{self, ApplyItem, ApplyOutcome};
+use protocol::scripts::{self, ApplyItem, ApplyOutcome, RefusalOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -76,7 +78,7 @@ pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> Option<Vec<A
     let from_stream = items.iter().any(|i| i.entry_id.is_some());
     let group = from_stream.then_some(CONSUMER_GROUP);
     let invocation =
-        scripts::apply_invocation(&ctx.keys, &ctx.name, ctx.retention_ms(), group, &items);
+        scripts::apply_invocation(&ctx.keys, &ctx.config.settler(&ctx.name), group, &items);
     let started = Instant::now();
     let reply: redis::RedisResult<redis::Value> =
         invocation.invoke_async(&mut ctx.conn.clone()).await;
@@ -91,6 +93,7 @@ pub async fn apply_batch(ctx: &Context, deliveries: &[Delivery]) -> Option<Vec<A
             for (d, outcome) in deliveries.iter().zip(&outcomes) {
                 account(ctx, d, outcome);
             }
+            count_refusals(ctx, &refused_leases(deliveries, &outcomes)).await;
             Some(outcomes)
         }
         Err(error) => {
@@ -173,6 +176,80 @@ fn account(ctx: &Context, d: &Delivery, outcome: &ApplyOutcome) {
         (d.recovered, outcome)
     {
         m.recovered.get_or_create(&ViaLabel { via }).inc();
+    }
+}
+
+/// Pub/Sub: the orders of a batch whose apply Redis refused. Only these count towards
+/// dead-lettering: a call that failed as a whole says nothing about its orders.
+fn refused_leases<'a>(
+    deliveries: &'a [Delivery],
+    outcomes: &'a [ApplyOutcome],
+) -> Vec<scripts::Refusal<'a>> {
+    deliveries
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(d, outcome)| match (&d.holding, outcome) {
+            (Holding::Lease { .. }, ApplyOutcome::Failed { error }) => Some(scripts::Refusal {
+                message: &d.message,
+                error,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pub/Sub: counts refused applies in Redis, fleet-wide, in one script call; the orders refused
+/// `MAX_DELIVERIES` times are dead-lettered by it. If the count fails, the orders stay pending
+/// and their next refusal is counted instead.
+async fn count_refusals(ctx: &Context, refusals: &[scripts::Refusal<'_>]) {
+    if refusals.is_empty() {
+        return;
+    }
+    let invocation = scripts::refused_invocation(
+        &ctx.keys,
+        &ctx.config.settler(&ctx.name),
+        ctx.config.max_deliveries,
+        refusals,
+    );
+    let reply: redis::RedisResult<redis::Value> =
+        invocation.invoke_async(&mut ctx.conn.clone()).await;
+    let outcomes = reply.map_err(|e| e.to_string()).and_then(|reply| {
+        scripts::parse_refused_reply(reply, refusals.len()).map_err(|e| e.to_string())
+    });
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            ctx.metrics.redis_errors.inc();
+            tracing::warn!(consumer = %ctx.name, orders = refusals.len(), error, "could not count refused applies; the orders stay pending");
+            return;
+        }
+    };
+    for (refusal, outcome) in refusals.iter().zip(outcomes) {
+        let order_id = refusal.message.order_id.as_str();
+        let consumer = ctx.name.as_str();
+        match outcome {
+            RefusalOutcome::DeadLettered { count } => {
+                ctx.metrics.dead_lettered.inc();
+                tracing::warn!(
+                    order_id,
+                    consumer,
+                    outcome = "dead-lettered",
+                    refusals = count,
+                    reason = refusal.error,
+                    "order moved to the dead-letter stream"
+                );
+            }
+            RefusalOutcome::Counted { count } => {
+                tracing::info!(
+                    order_id,
+                    consumer,
+                    refusals = count,
+                    max = ctx.config.max_deliveries,
+                    "refused apply counted; the order is re-driven"
+                );
+            }
+            RefusalOutcome::Done => {}
+        }
     }
 }
 

@@ -4,16 +4,67 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use protocol::env::{self, DEFAULT_LOCK_TTL_MS, DEFAULT_RETENTION_SECS};
+use protocol::order::OrderId;
 use service::RedisArgs;
 
+/// The command line: the consumer itself (no subcommand), or an operation on the fleet's Redis.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "inventory-consumer",
     version,
-    about = "Applies every accepted order to inventory exactly once, as one of a fleet of replicas."
+    about = "Applies every accepted order to inventory exactly once, as one of a fleet of replicas.",
+    after_help = "Options go before a subcommand: `inventory-consumer --channel orders dead-letters list`."
 )]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Inspect and replay the dead-letter stream of the fleet on CHANNEL (REDIS_URL and
+    /// DELIVERY_MODE as for the consumer), then exit.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Every dead letter, oldest first: entry id, orderId, reason, consumer, deliveries, time.
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver dead-lettered orders again, once their cause is fixed: each record goes back to
+    /// accepted, the order is delivered by the fleet's mode, and its dead letter is deleted.
+    /// Replaying again is harmless. Exits non-zero if any dead letter could not be replayed.
+    Replay {
+        /// Every dead letter.
+        #[arg(
+            long,
+            conflicts_with = "order_ids",
+            required_unless_present = "order_ids"
+        )]
+        all: bool,
+        /// The orders to replay (their orderIds).
+        #[arg(value_parser = parse_order_id)]
+        order_ids: Vec<OrderId>,
+    },
+}
+
+fn parse_order_id(s: &str) -> Result<OrderId, String> {
+    OrderId::parse("ORDER_ID", s).map_err(|e| e.to_string())
+}
+
+/// The consumer's settings (every one also an environment variable).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "inventory-consumer")]
 pub struct Config {
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -52,11 +103,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub intake_capacity: u64,
 
-    /// Streams mode: deliveries after which an entry whose apply Redis still refuses goes to the
-    /// dead-letter stream (lost connections never count against an entry).
+    /// Deliveries after which an order whose apply Redis still refuses (a stock value that is
+    /// not a whole number, a key of the wrong type) goes to the dead-letter stream and its
+    /// record says dead-lettered, in both modes: streams counts an entry's deliveries, pubsub
+    /// counts refusals fleet-wide in Redis. Lost connections never count against an order.
+    /// Fix the cause, then `inventory-consumer dead-letters replay`.
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub max_deliveries: u64,
+
+    /// About how many entries the dead-letter stream keeps (100 to 10000000). Beyond it the
+    /// oldest dead letters are trimmed: their payloads are gone from the stream (and so cannot
+    /// be replayed), while their order records keep saying dead-lettered, with the reason.
+    #[arg(long, env = "DEAD_LETTER_MAXLEN", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub dead_letter_maxlen: u64,
 
     /// Hold each order this long between taking it and applying it. For fault drills and demos
     /// of a slow replica; leave at 0 in production.
@@ -91,6 +152,15 @@ impl Config {
 
     pub fn retention_ms(&self) -> u64 {
         self.retention_secs.saturating_mul(1000)
+    }
+
+    /// What the scripts that end an order are told about this replica.
+    pub fn settler<'a>(&self, consumer: &'a str) -> protocol::scripts::Settler<'a> {
+        protocol::scripts::Settler {
+            consumer,
+            retention_ms: self.retention_ms(),
+            dead_letter_maxlen: self.dead_letter_maxlen,
+        }
     }
 
     pub fn apply_delay(&self) -> Option<Duration> {
@@ -134,5 +204,52 @@ mod tests {
         );
         let err = parse(&["--channel", "a{b}"]).unwrap_err().to_string();
         assert!(err.contains("CHANNEL must be"), "{err}");
+        let err = parse(&["--dead-letter-maxlen", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--dead-letter-maxlen") && err.contains("100"),
+            "{err}"
+        );
+    }
+
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("inventory-consumer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn no_subcommand_runs_the_consumer_with_its_options() {
+        let c = cli(&["--lock-ttl-ms", "2000"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.config.lock_ttl_ms, 2000);
+        assert_eq!(c.config.dead_letter_maxlen, 10_000);
+    }
+
+    #[test]
+    fn dead_letter_subcommands_parse_and_say_what_is_wrong() {
+        let c = cli(&["--channel", "x", "dead-letters", "list", "--json"]).unwrap();
+        assert_eq!(c.config.redis.channel.as_str(), "x");
+        assert!(matches!(
+            c.command,
+            Some(Command::DeadLetters(DeadLetterCommand::List { json: true }))
+        ));
+        let c = cli(&["dead-letters", "replay", "o1", "o2"]).unwrap();
+        let Some(Command::DeadLetters(DeadLetterCommand::Replay { all, order_ids })) = c.command
+        else {
+            panic!("{c:?}")
+        };
+        assert!(!all);
+        assert_eq!(order_ids.len(), 2);
+        assert!(cli(&["dead-letters", "replay", "--all"]).is_ok());
+        let err = cli(&["dead-letters", "replay"]).unwrap_err().to_string();
+        assert!(err.contains("--all"), "{err}");
+        let err = cli(&["dead-letters", "replay", "--all", "o1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
+        let err = cli(&["dead-letters", "replay", "a b"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ORDER_ID"), "{err}");
     }
 }

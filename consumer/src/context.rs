@@ -8,7 +8,9 @@ use prometheus_client::registry::Registry;
 use protocol::Keys;
 use redis::aio::ConnectionManager;
 use service::Readiness;
-use service::redis_args::{BadRedisUrl, RESPONSE_TIMEOUT, connection_config};
+use service::redis_args::{RESPONSE_TIMEOUT, connection_config};
+use service::redis_client::RedisConfigError;
+use service::redis_conn::RedisConn;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -20,18 +22,18 @@ pub struct Context {
     pub client: redis::Client,
     /// Multiplexed connection for short commands (leases, applies, recovery). It reconnects by
     /// itself; a call that fails meanwhile leaves its orders to the recovery paths.
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub metrics: Metrics,
     pub readiness: Readiness,
 }
 
 impl Context {
-    pub fn new(config: Config, registry: &mut Registry) -> Result<Arc<Self>, BadRedisUrl> {
+    pub fn new(config: Config, registry: &mut Registry) -> Result<Arc<Self>, RedisConfigError> {
         Ok(Arc::new(Context {
             name: config.consumer_name(),
             keys: Keys::new(&config.redis.channel),
             client: config.redis.client()?,
-            conn: config.redis.connection_manager()?,
+            conn: config.redis.connection()?,
             metrics: Metrics::new(registry),
             readiness: Readiness::default(),
             config,

@@ -6,11 +6,12 @@ pub mod apply;
 pub mod backoff;
 pub mod config;
 pub mod context;
+pub mod dead_letters;
 pub mod intake;
 pub mod metrics;
 pub mod mode_check;
 pub mod pubsub;
-pub mod recovery;
+pub mod pubsub_redrive;
 pub mod streams;
 pub mod supervise;
 
@@ -20,7 +21,7 @@ use prometheus_client::registry::Registry;
 use protocol::DeliveryMode;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Cli, Command, Config};
 use context::Context;
 
 /// Runs the consumer until `shutdown` fires: the HTTP endpoints, the delivery loop and its
@@ -30,6 +31,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut registry = Registry::default();
     let ctx = Context::new(config, &mut registry)?;
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), mode = %ctx.config.redis.delivery_mode,
+        redis = %ctx.config.redis.endpoint(),
         lock_ttl_ms = ctx.config.lock_ttl_ms, "inventory consumer starting");
 
     let router = service::ops_routes(ctx.readiness.clone(), Arc::new(registry));

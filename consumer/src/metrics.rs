@@ -28,6 +28,7 @@ pub struct Metrics {
     pub shed: Counter,
     pub redis_errors: Counter,
     pub reconnects: Counter,
+    pub pings_missed: Counter,
     pub apply_seconds: Histogram,
     pub pending_orders: Gauge,
     pub delivery_mode_mismatch: Gauge,
@@ -46,6 +47,7 @@ impl Metrics {
             shed: Counter::default(),
             redis_errors: Counter::default(),
             reconnects: Counter::default(),
+            pings_missed: Counter::default(),
             // 0.1 ms .. ~1.6 s: a pipelined batch apply sits at the low end, a stalled Redis high.
             apply_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             pending_orders: Gauge::default(),
@@ -84,7 +86,7 @@ impl Metrics {
         );
         r.register(
             "dead_lettered",
-            "Stream entries moved to the dead-letter stream",
+            "Orders and stream entries moved to the dead-letter stream (both modes)",
             m.dead_lettered.clone(),
         );
         r.register(
@@ -101,6 +103,11 @@ impl Metrics {
             "reconnects",
             "Subscriptions or stream reads re-established",
             m.reconnects.clone(),
+        );
+        r.register(
+            "subscription_pings_missed",
+            "Pub/Sub subscriptions given up because a PING got no PONG in time (a stalled connection)",
+            m.pings_missed.clone(),
         );
         r.register(
             "apply_duration_seconds",

@@ -10,16 +10,28 @@
 //! it, and a replica that shed re-drives the whole index once it has caught up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
 use crate::context::Context;
 use crate::intake::{parse_or_report, take_leases};
-use crate::recovery;
+use crate::pubsub_redrive;
 use crate::supervise::{periodically, reconnecting};
+
+/// A subscription whose TCP path stops delivering without closing (no FIN, no RST: a dead NAT
+/// entry, a partition) looks exactly like a quiet channel, and its replica would stay ready and
+/// deaf. So the subscription is pinged every `PING_EVERY` and a PONG later than `PING_TIMEOUT`
+/// ends the session: a deaf replica is unready and resubscribing within 5 s, the default lock
+/// TTL, instead of never. The timeout is generous beside a loopback or in-cluster round trip
+/// (well under 10 ms) because the PONG queues behind every message Redis sent before it; the
+/// client reads those into its own buffer at once, so only a stalled path makes it late.
+const PING_EVERY: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn run(ctx: &Context, shutdown: &CancellationToken) {
     reconnecting(ctx, shutdown, "subscription", || session(ctx, shutdown)).await;
@@ -27,49 +39,111 @@ pub async fn run(ctx: &Context, shutdown: &CancellationToken) {
 
 /// One subscription, until shutdown (`Ok`) or until the connection fails (`Err`).
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisResult<()> {
-    let mut pubsub = ctx.client.get_async_pubsub().await?;
-    pubsub.subscribe(ctx.keys.channel().as_str()).await?;
+    let (sink, messages) = subscribe(ctx).await?;
     tracing::info!(consumer = %ctx.name, channel = %ctx.keys.channel(), "subscribed");
     let (queue, intake) = mpsc::channel(ctx.config.intake_capacity as usize);
     let intake = Mutex::new(intake);
     let shed = AtomicBool::new(false);
     // Stops the listener when the work ends early (a failed re-drive): nobody would drain it.
     let stop_listening = shutdown.child_token();
-    let listen = listen(ctx, pubsub.into_on_message(), queue, &shed, &stop_listening);
+    // Whichever ends first ends the other: a dead subscription needs no pings, and a missed
+    // PONG means nothing more will be heard.
+    let hear = async {
+        tokio::select! {
+            listened = listen(ctx, messages, queue, &shed, &stop_listening) => listened,
+            missed = keep_alive(ctx, sink) => Err(missed),
+        }
+    };
+    let stop_taking = shutdown.child_token();
     let work = async {
         let worked = async {
             // Whatever was published before we listened is only in the pending index.
-            recovery::redrive(ctx, None, shutdown).await?;
+            pubsub_redrive::redrive(ctx, None, shutdown).await?;
             ctx.readiness.set(true);
-            let worker = || work(ctx, &intake, &shed, shutdown);
-            tokio::try_join!(worker(), worker()).map(|_| ())
+            two_workers(&stop_taking, || work(ctx, &intake, &shed, &stop_taking)).await
         }
         .await;
         stop_listening.cancel();
         worked
     };
-    // The listener ends on shutdown or when the subscription closes, and drops the queue's
-    // sender; the workers then finish what they hold and what is queued, and stop.
-    let (listened, worked) = tokio::join!(listen, work);
+    // The listener ends on shutdown, when the subscription closes or when a ping is missed, and
+    // drops the queue's sender; the workers then finish what they hold and what is queued, and
+    // stop.
+    let (listened, worked) = tokio::join!(hear, work);
     worked.and(listened)
 }
 
-/// Takes batches from the intake queue and applies them, until shutdown or until the queue is
-/// closed and empty. Two of these run, so one batch is being decided while the other waits on
-/// Redis.
+/// Connects and subscribes, within the ping timeout: a path that is already stalled would
+/// otherwise hang here, where no ping can notice it.
+async fn subscribe(ctx: &Context) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
+    let subscribing = async {
+        let mut pubsub = ctx.client.get_async_pubsub().await?;
+        pubsub.subscribe(ctx.keys.channel().as_str()).await?;
+        Ok(pubsub.split())
+    };
+    tokio::time::timeout(PING_TIMEOUT, subscribing)
+        .await
+        .unwrap_or_else(|_| Err(timed_out("subscribing took longer than the ping timeout")))
+}
+
+/// Pings the subscription every `PING_EVERY` until a PONG does not come back within
+/// `PING_TIMEOUT` (counted as a missed ping) or the connection refuses the PING; returns why.
+async fn keep_alive(ctx: &Context, mut sink: PubSubSink) -> redis::RedisError {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; the subscribe just proved the path
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(e)) => return e,
+            Err(_) => {
+                ctx.metrics.pings_missed.inc();
+                return timed_out("no PONG on the subscription within the ping timeout");
+            }
+        }
+    }
+}
+
+fn timed_out(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+}
+
+/// Runs two workers until both have stopped; returns an error if either failed. A failed worker
+/// fires `stop`, which stops the other from taking more but lets it finish the batch it holds:
+/// dropping it mid-apply (as `try_join!` would) abandons orders between lease and apply.
+async fn two_workers<F, Fut>(stop: &CancellationToken, worker: F) -> redis::RedisResult<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = redis::RedisResult<()>>,
+{
+    let run = || async {
+        let worked = worker().await;
+        if worked.is_err() {
+            stop.cancel();
+        }
+        worked
+    };
+    let (first, second) = tokio::join!(run(), run());
+    first.and(second)
+}
+
+/// Takes batches from the intake queue and applies them, until `stop` (shutdown, or the other
+/// worker failed) or until the queue is closed and empty. Two of these run, so one batch is
+/// being decided while the other waits on Redis.
 async fn work(
     ctx: &Context,
     intake: &Mutex<mpsc::Receiver<Vec<u8>>>,
     shed: &AtomicBool,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let batch_size = ctx.config.batch_size as usize;
     let mut payloads = Vec::with_capacity(batch_size);
     loop {
         // Everything already queued, up to a batch, so one round trip serves many orders.
-        // Shutdown stops the taking; a batch already taken is finished (or handed back).
+        // `stop` stops the taking; a batch already taken is finished (or handed back).
         let taken = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return Ok(()),
             taken = async { intake.lock().await.recv_many(&mut payloads, batch_size).await } => taken,
         };
         if taken == 0 {
@@ -80,7 +154,7 @@ async fn work(
             .filter_map(|payload| parse_or_report(ctx, &payload).ok())
             .collect();
         let won = take_leases(ctx, orders, None).await;
-        apply_all(ctx, won, shutdown).await;
+        apply_all(ctx, won, stop).await;
         // Shed orders are only in the pending index. Once this replica has caught up (the
         // queue is empty), it takes them from there instead of leaving them to wait out the
         // lock TTL. A short batch emptied the queue; if the other worker holds it, it waits on
@@ -88,7 +162,7 @@ async fn work(
         let caught_up =
             taken < batch_size || intake.try_lock().map_or(true, |queue| queue.is_empty());
         if caught_up && shed.swap(false, Ordering::Relaxed) {
-            recovery::redrive(ctx, None, shutdown).await?;
+            pubsub_redrive::redrive(ctx, None, stop).await?;
         }
     }
 }
@@ -97,7 +171,7 @@ async fn work(
 /// those that do not fit. Returns `Ok` when told to stop, `Err` when the subscription closes.
 async fn listen(
     ctx: &Context,
-    mut messages: impl futures::Stream<Item = redis::Msg> + Unpin,
+    mut messages: PubSubStream,
     queue: mpsc::Sender<Vec<u8>>,
     shed: &AtomicBool,
     stop: &CancellationToken,
@@ -134,7 +208,46 @@ async fn listen(
 pub async fn redrive_periodically(ctx: &Context, shutdown: &CancellationToken) {
     let lease = ctx.config.lock_ttl();
     periodically(ctx, shutdown, "re-drive", || {
-        recovery::redrive(ctx, Some(lease), shutdown)
+        pubsub_redrive::redrive(ctx, Some(lease), shutdown)
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_worker_lets_the_other_finish_the_batch_it_holds_and_take_no_more() {
+        let stop = CancellationToken::new();
+        let started = AtomicUsize::new(0);
+        let (taken, finished) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let holding = Notify::new();
+        let result = two_workers(&stop, || async {
+            if started.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Fails while the other worker is in the middle of a batch.
+                holding.notified().await;
+                return Err(timed_out("the re-drive failed"));
+            }
+            while !stop.is_cancelled() {
+                taken.fetch_add(1, Ordering::SeqCst);
+                holding.notify_one();
+                stop.cancelled().await; // still applying when the failure comes
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .await;
+        assert!(result.is_err(), "the failure is returned");
+        assert_eq!(taken.load(Ordering::SeqCst), 1, "no batch taken after it");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            1,
+            "the batch held was finished"
+        );
+    }
 }

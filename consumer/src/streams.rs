@@ -129,28 +129,23 @@ async fn handle_entries(
 }
 
 /// Moves entries to the dead-letter stream with their reason, acknowledging them.
-async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<usize>) {
+async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<u64>) {
     if entries.is_empty() {
         return;
     }
-    let deliveries = deliveries.map(|n| n.to_string()).unwrap_or_default();
+    let settler = ctx.config.settler(&ctx.name);
     let mut pipe = redis::pipe();
     for p in &entries {
-        let mut invocation = scripts::DEAD_LETTER.prepare_invoke();
-        invocation
-            .key(ctx.keys.stream())
-            .key(ctx.keys.dead_letter())
-            .arg(CONSUMER_GROUP)
-            .arg(&p.entry_id)
-            .arg(p.payload.as_slice())
-            .arg(&p.reason)
-            .arg(&ctx.name)
-            .arg(&deliveries)
-            .arg(ctx.retention_ms());
-        if let Some(order_id) = &p.order_id {
-            invocation.key(ctx.keys.order(order_id));
-        }
-        pipe.invoke_script(&invocation).ignore();
+        pipe.invoke_script(&scripts::dead_letter_entry_invocation(
+            &ctx.keys,
+            &settler,
+            &p.entry_id,
+            &p.payload,
+            &p.reason,
+            deliveries,
+            p.order_id.as_ref(),
+        ))
+        .ignore();
     }
     match scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
         Ok(()) => {
@@ -276,5 +271,5 @@ async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
             }
         }
     }
-    dead_letter(ctx, poisoned, Some(max)).await;
+    dead_letter(ctx, poisoned, Some(max as u64)).await;
 }

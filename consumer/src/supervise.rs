@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use service::redis_version;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -26,7 +27,10 @@ pub async fn reconnecting<F, Fut>(
             ctx.metrics.reconnects.inc();
         }
         first = false;
-        let result = session().await;
+        let result = match check_redis(ctx).await {
+            Ok(()) => session().await,
+            Err(e) => Err(e),
+        };
         if ctx.readiness.get() {
             backoff.reset();
         }
@@ -34,11 +38,37 @@ pub async fn reconnecting<F, Fut>(
         if let Err(e) = result {
             ctx.metrics.redis_errors.inc();
             let delay = backoff.next_delay();
-            tracing::warn!(consumer = %ctx.name, error = %e, retry_in_ms = delay.as_millis() as u64, "{what} lost");
+            let error = e.to_string();
+            tracing::warn!(consumer = %ctx.name, redis = %ctx.config.redis.endpoint(), error,
+                hint = ctx.config.redis.hint(&error), retry_in_ms = delay.as_millis() as u64, "{what} lost");
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(delay) => {}
             }
+        }
+    }
+}
+
+/// The readiness condition held while the server is older than the supported floor.
+const REDIS_VERSION: &str = "redis-version";
+
+/// Checks the server against the version floor before every session: a failover or a restore
+/// can land on another server. Below the floor, readiness is held with the reason and the
+/// session is not started (the backoff paces the re-checks, so an upgrade is picked up).
+async fn check_redis(ctx: &Context) -> redis::RedisResult<()> {
+    match redis_version::check_server(&mut ctx.conn.clone()).await? {
+        Ok(server) => {
+            ctx.readiness.hold(REDIS_VERSION, None);
+            tracing::info!(consumer = %ctx.name, redis = %ctx.config.redis.endpoint(), %server, "connected to Redis");
+            Ok(())
+        }
+        Err(refused) => {
+            ctx.readiness.hold(REDIS_VERSION, Some(refused.to_string()));
+            Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "unsupported Redis",
+                refused.to_string(),
+            )))
         }
     }
 }

@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_IMAGE: &str =
     concat!("exactlyonce/inventory-consumer:", env!("CARGO_PKG_VERSION"));
 
+/// A Secret's name: a DNS subdomain, as the API server requires.
+const SECRET_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key of a Secret's data, as the API server requires.
+const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
 /// Desired state of a fleet of exactly-once inventory consumers.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -52,7 +58,8 @@ pub struct ExactlyOnceConsumerSpec {
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
 
-    /// Where the consumers find Redis: exactly one of `url` or `urlSecretRef`.
+    /// Where the consumers find Redis (exactly one of `url` or `urlSecretRef`), and optionally
+    /// the ACL credentials (`credentialsSecretRef`) and TLS settings (`tls`) it requires.
     pub redis: RedisSpec,
 
     /// Redis Pub/Sub channel (pubsub mode) or stream key (streams mode) the orders arrive on.
@@ -127,20 +134,40 @@ pub struct ExactlyOnceConsumerSpec {
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 }
 
-/// Where the consumers find Redis.
+/// Where the consumers find Redis, and how they authenticate to it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("redis: set exactly one of url or urlSecretRef"))]
+#[x_kube(
+    validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("redis: set exactly one of url or urlSecretRef"),
+    // A `redis://` URL would connect in plain text and ignore every TLS setting; a URL kept in a
+    // Secret is checked by the operator instead (the API server cannot read it).
+    validation = Rule::new("!has(self.tls) || !has(self.url) || self.url.startsWith('rediss://')").message("redis.tls requires redis.url to start with rediss:// (a redis:// URL does not use TLS): change the scheme or remove redis.tls")
+)]
 pub struct RedisSpec {
     /// Redis URL, `redis://` or `rediss://` (TLS), e.g. `redis://redis:6379/0`. It is stored in
-    /// plain text in the resource: use `urlSecretRef` when the URL carries a password.
+    /// plain text in the resource: use `urlSecretRef` when the URL carries a password, or keep
+    /// the password in `credentialsSecretRef`. With `tls` set it must be `rediss://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = r"^rediss?://[^\s]+$"))]
     pub url: Option<String>,
 
-    /// A key of a Secret in this namespace whose value is the Redis URL.
+    /// A key of a Secret in this namespace whose value is the Redis URL. With `tls` set, the
+    /// value must be a `rediss://` URL (the operator checks it and reports `Degraded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret_ref: Option<SecretKeyRef>,
+
+    /// A Secret in this namespace holding the Redis ACL password (and optionally the user
+    /// name), for managed Redis with ACL users (Redis Cloud, ElastiCache, Memorystore). They
+    /// override any user and password in the URL. The pods read them through `secretKeyRef`,
+    /// so they never appear in the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
+
+    /// TLS settings for a `rediss://` URL: the CA that signs the server's certificate and an
+    /// optional client certificate for mutual TLS. Without this block a `rediss://` URL still
+    /// uses TLS, verified against the image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTls>,
 }
 
 /// A key in a Secret of the resource's namespace.
@@ -149,12 +176,83 @@ pub struct SecretKeyRef {
     /// Name of the Secret (a DNS subdomain).
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = SECRET_NAME_PATTERN)
     )]
     pub name: String,
     /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
     pub key: String,
+}
+
+/// The Secret holding the Redis ACL user's password, and optionally its name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Name of the Secret in this namespace (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = SECRET_NAME_PATTERN)
+    )]
+    pub name: String,
+    /// Key of the Secret holding the ACL user name (env `REDIS_USERNAME`). Unset: the
+    /// consumers authenticate as the URL's user, else as Redis' `default` user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub username_key: Option<String>,
+    /// Key of the Secret holding the password (env `REDIS_PASSWORD`).
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub password_key: String,
+}
+
+/// How the consumers verify the Redis server and prove who they are, over `rediss://`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.caSecretRef) && has(self.insecureSkipVerifyForTestsOnly) && self.insecureSkipVerifyForTestsOnly)").message("redis.tls: set caSecretRef or insecureSkipVerifyForTestsOnly, not both: a CA to verify the server against contradicts skipping verification"))]
+pub struct RedisTls {
+    /// A Secret key holding the PEM bundle of the CAs that sign the Redis server's
+    /// certificate (e.g. a private CA, or the ElastiCache/Memorystore server CA). Mounted
+    /// read-only into the pods. Unset: the image's system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+
+    /// A `kubernetes.io/tls` Secret (keys `tls.crt` and `tls.key`) whose certificate the
+    /// consumers present, for Redis servers that require mutual TLS. Mounted read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<SecretNameRef>,
+
+    /// FOR TESTS ONLY: accept any server certificate, so anyone on the network path can
+    /// impersonate Redis and read every order. Meant for throwaway test certificates; never
+    /// set it against a real server. Cannot be combined with `caSecretRef`.
+    #[serde(default)]
+    pub insecure_skip_verify_for_tests_only: bool,
+}
+
+/// A key of a Secret in this namespace holding a PEM CA bundle.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CaSecretRef {
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = SECRET_NAME_PATTERN)
+    )]
+    pub name: String,
+    /// Key within the Secret's data. The default, `ca.crt`, is where cert-manager and
+    /// `kubernetes.io/tls` Secrets keep the CA.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub key: String,
+}
+
+/// A Secret of the resource's namespace, by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretNameRef {
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = SECRET_NAME_PATTERN)
+    )]
+    pub name: String,
 }
 
 /// Image pull policy of the consumer container.
@@ -211,6 +309,18 @@ fn optional_pull_policy_schema(_: &mut schemars::SchemaGenerator) -> schemars::S
     })
 }
 
+/// Where the Bitnami chart, most guides and `kubectl create secret generic --from-literal`
+/// examples put a Redis password.
+fn default_password_key() -> String {
+    "password".to_owned()
+}
+
+/// cert-manager's and `kubernetes.io/tls` Secrets' key for the CA; the same name as the
+/// mounted file, so the default needs no renaming.
+fn default_ca_key() -> String {
+    protocol::env::TLS_CA_FILE_NAME.to_owned()
+}
+
 fn default_replicas() -> i32 {
     3
 }
@@ -232,7 +342,7 @@ impl ExactlyOnceConsumerSpec {
             replicas: default_replicas(),
             redis: RedisSpec {
                 url: Some(url.into()),
-                url_secret_ref: None,
+                ..RedisSpec::default()
             },
             channel: default_channel(),
             lock_ttl_ms: default_lock_ttl_ms(),

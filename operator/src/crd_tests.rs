@@ -230,6 +230,86 @@ fn every_spec_field_is_documented_for_kubectl_explain() {
     }
 }
 
+/// Every property under `node`, at any depth, with its path.
+fn all_properties(node: &Value, path: &str, out: &mut Vec<(String, Value)>) {
+    for (name, child) in node["properties"].as_object().into_iter().flatten() {
+        let child_path = format!("{path}.{name}");
+        out.push((child_path.clone(), child.clone()));
+        all_properties(child, &child_path, out);
+    }
+}
+
+#[test]
+fn every_redis_field_is_documented_for_kubectl_explain() {
+    let mut props = Vec::new();
+    all_properties(&spec_props()["redis"], "spec.redis", &mut props);
+    assert!(props.len() > 10, "walked too little: {props:?}");
+    for (path, prop) in props {
+        let doc = prop["description"].as_str().unwrap_or_default();
+        assert!(!doc.trim().is_empty(), "{path} has no description");
+    }
+}
+
+#[test]
+fn credentials_and_tls_defaults_and_required_fields() {
+    let redis = &spec_props()["redis"]["properties"];
+    let credentials = &redis["credentialsSecretRef"];
+    assert_eq!(credentials["required"], json!(["name"]));
+    assert_eq!(
+        credentials["properties"]["passwordKey"]["default"],
+        json!("password")
+    );
+    assert!(credentials["properties"]["usernameKey"]["default"].is_null());
+    let tls = &redis["tls"]["properties"];
+    assert_eq!(tls["caSecretRef"]["required"], json!(["name"]));
+    assert_eq!(
+        tls["caSecretRef"]["properties"]["key"]["default"],
+        json!("ca.crt")
+    );
+    assert_eq!(tls["clientCertSecretRef"]["required"], json!(["name"]));
+    assert_eq!(
+        tls["insecureSkipVerifyForTestsOnly"]["default"],
+        json!(false)
+    );
+    let insecure_doc = tls["insecureSkipVerifyForTestsOnly"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(insecure_doc.starts_with("FOR TESTS ONLY"), "{insecure_doc}");
+}
+
+#[test]
+fn a_managed_redis_manifest_deserializes_with_defaults() {
+    let cr: ExactlyOnceConsumer = serde_json::from_value(json!({
+        "apiVersion": "exactlyonce.dev/v1alpha1",
+        "kind": "ExactlyOnceConsumer",
+        "metadata": {"name": "inventory", "namespace": "shop"},
+        "spec": {"redis": {
+            "url": "rediss://redis.example:6380",
+            "credentialsSecretRef": {"name": "redis-acl"},
+            "tls": {"caSecretRef": {"name": "redis-ca"}, "clientCertSecretRef": {"name": "redis-client"}}
+        }}
+    }))
+    .expect("managed Redis manifest parses");
+    let redis = cr.spec.redis;
+    assert_eq!(
+        redis.credentials_secret_ref,
+        Some(CredentialsSecretRef {
+            name: "redis-acl".to_owned(),
+            username_key: None,
+            password_key: "password".to_owned(),
+        })
+    );
+    let tls = redis.tls.expect("tls");
+    assert_eq!(
+        tls.ca_secret_ref,
+        Some(CaSecretRef {
+            name: "redis-ca".to_owned(),
+            key: "ca.crt".to_owned(),
+        })
+    );
+    assert!(!tls.insecure_skip_verify_for_tests_only);
+}
+
 #[test]
 fn a_minimal_manifest_deserializes_with_defaults() {
     let cr: ExactlyOnceConsumer = serde_json::from_value(json!({
@@ -299,6 +379,49 @@ mod cel {
             "{}",
             errors(&neither)
         );
+    }
+
+    #[test]
+    fn tls_needs_an_inline_url_to_be_rediss() {
+        let tls_message = "redis.tls requires redis.url to start with rediss://";
+        let plain = cr_with_redis("a", json!({"url": "redis://r:6379", "tls": {}}));
+        assert!(errors(&plain).contains(tls_message), "{}", errors(&plain));
+        let tls = cr_with_redis("a", json!({"url": "rediss://r:6380", "tls": {}}));
+        assert_eq!(errors(&tls), "");
+        // Without a tls block, either scheme is fine.
+        assert_eq!(errors(&cr_with_redis("a", json!({"url": "redis://r"}))), "");
+        // A URL in a Secret is invisible to the API server; the operator checks it.
+        let secret = cr_with_redis(
+            "a",
+            json!({"urlSecretRef": {"name": "redis", "key": "url"}, "tls": {}}),
+        );
+        assert_eq!(errors(&secret), "");
+    }
+
+    #[test]
+    fn insecure_skip_verify_contradicts_a_ca() {
+        let contradiction = "set caSecretRef or insecureSkipVerifyForTestsOnly, not both";
+        let both = cr_with_redis(
+            "a",
+            json!({"url": "rediss://r", "tls": {
+                "caSecretRef": {"name": "ca"}, "insecureSkipVerifyForTestsOnly": true
+            }}),
+        );
+        assert!(errors(&both).contains(contradiction), "{}", errors(&both));
+        let insecure = cr_with_redis(
+            "a",
+            json!({"url": "rediss://r", "tls": {
+                "clientCertSecretRef": {"name": "client"}, "insecureSkipVerifyForTestsOnly": true
+            }}),
+        );
+        assert_eq!(errors(&insecure), "");
+        let verified = cr_with_redis(
+            "a",
+            json!({"url": "rediss://r", "tls": {
+                "caSecretRef": {"name": "ca"}, "insecureSkipVerifyForTestsOnly": false
+            }}),
+        );
+        assert_eq!(errors(&verified), "");
     }
 
     #[test]

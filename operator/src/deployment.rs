@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use protocol::env;
 
 use crate::crd::{ExactlyOnceConsumer, ExactlyOnceConsumerSpec};
+use crate::redis_access::{plain_env, redis_env, tls_mounts, tls_volumes};
 
 pub const CONTAINER_NAME: &str = "consumer";
 /// Named so probes and scrapers refer to the port by role; it serves /healthz, /readyz, /metrics.
@@ -153,6 +154,10 @@ fn pod_spec(spec: &ExactlyOnceConsumerSpec) -> PodSpec {
             run_as_non_root: Some(true),
             run_as_user: Some(RUN_AS_USER),
             run_as_group: Some(RUN_AS_USER),
+            // Secret volumes are root-owned; fsGroup gives their files the consumer's group, so
+            // the TLS key can be 0440 (not world-readable) and still be read by a non-root uid.
+            // Allowed by the restricted Pod Security Standard.
+            fs_group: Some(RUN_AS_USER),
             seccomp_profile: Some(runtime_default_seccomp()),
             ..PodSecurityContext::default()
         }),
@@ -164,11 +169,16 @@ fn pod_spec(spec: &ExactlyOnceConsumerSpec) -> PodSpec {
         affinity: spec.affinity.clone(),
         image_pull_secrets: spec.image_pull_secrets.clone(),
         // With a read-only root filesystem, /tmp is the one writable place a runtime may expect.
-        volumes: Some(vec![Volume {
-            name: "tmp".to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
+        volumes: Some(
+            [Volume {
+                name: "tmp".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]
+            .into_iter()
+            .chain(tls_volumes(&spec.redis))
+            .collect(),
+        ),
         ..PodSpec::default()
     }
 }
@@ -200,36 +210,24 @@ fn consumer_container(spec: &ExactlyOnceConsumerSpec) -> Container {
             seccomp_profile: Some(runtime_default_seccomp()),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            [VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            }]
+            .into_iter()
+            .chain(tls_mounts(&spec.redis))
+            .collect(),
+        ),
         ..Container::default()
     }
 }
 
 /// The consumer's environment contract (`protocol::env`), filled from the spec.
 pub fn consumer_env(spec: &ExactlyOnceConsumerSpec) -> Vec<EnvVar> {
-    let redis_url = match (&spec.redis.url, &spec.redis.url_secret_ref) {
-        (_, Some(secret)) => EnvVar {
-            name: env::REDIS_URL.to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: secret.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
-        // The CRD's CEL rule guarantees one of the two; an empty value lets the consumer refuse
-        // to start with its own clear error rather than the operator guessing a URL.
-        (url, None) => plain_env(env::REDIS_URL, url.clone().unwrap_or_default()),
-    };
-    vec![
-        redis_url,
+    let mut vars = redis_env(&spec.redis);
+    vars.extend([
         plain_env(env::CHANNEL, spec.channel.clone()),
         plain_env(env::LOCK_TTL_MS, spec.lock_ttl_ms.to_string()),
         plain_env(env::DELIVERY_MODE, spec.delivery_mode.as_str().to_owned()),
@@ -250,15 +248,8 @@ pub fn consumer_env(spec: &ExactlyOnceConsumerSpec) -> Vec<EnvVar> {
             env::HTTP_ADDR,
             format!("0.0.0.0:{}", env::CONSUMER_HTTP_PORT),
         ),
-    ]
-}
-
-fn plain_env(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    }
+    ]);
+    vars
 }
 
 fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {

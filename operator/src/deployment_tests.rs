@@ -1,5 +1,7 @@
 //! Every branch of the Deployment builder: env from a URL and from a Secret, defaults, pod
-//! knobs, the restricted security context, the owner reference and the stable selector.
+//! knobs, the restricted security context, the owner reference and the stable selector, and how
+//! the Redis credentials and TLS Secrets land in the pod (their combinations are in
+//! `redis_access_tests.rs`).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
-use crate::crd::{DEFAULT_IMAGE, ImagePullPolicy};
+use crate::crd::{
+    CaSecretRef, CredentialsSecretRef, DEFAULT_IMAGE, ImagePullPolicy, RedisTls, SecretNameRef,
+};
 use crate::fixtures::{self, NAME, NAMESPACE, UID};
+use crate::redis_access::{TLS_CA_VOLUME, TLS_CLIENT_VOLUME};
 
 fn build(cr: &ExactlyOnceConsumer) -> Deployment {
     build_deployment(cr).expect("a CR read from the API builds")
@@ -386,4 +391,138 @@ fn apply_body_has_no_nulls_and_no_status() {
     let body = serde_json::to_string(&d).expect("serializes");
     assert!(!body.contains("null"), "{body}");
     assert!(d.status.is_none());
+}
+
+/// A managed-Redis fleet: ACL password, private CA, client certificate.
+fn managed_redis() -> ExactlyOnceConsumer {
+    let mut cr = fixtures::with_url();
+    cr.spec.redis.url = Some("rediss://redis.example:6380".to_owned());
+    cr.spec.redis.credentials_secret_ref = Some(CredentialsSecretRef {
+        name: "redis-acl".to_owned(),
+        username_key: None,
+        password_key: "password".to_owned(),
+    });
+    cr.spec.redis.tls = Some(RedisTls {
+        ca_secret_ref: Some(CaSecretRef {
+            name: "redis-ca".to_owned(),
+            key: "ca.crt".to_owned(),
+        }),
+        client_cert_secret_ref: Some(SecretNameRef {
+            name: "redis-client".to_owned(),
+        }),
+        insecure_skip_verify_for_tests_only: false,
+    });
+    cr
+}
+
+#[test]
+fn tls_secrets_are_mounted_read_only_and_readable_by_the_consumer_group() {
+    let d = build(&managed_redis());
+    let p = pod(&d);
+    let volumes: Vec<String> = p.volumes.iter().flatten().map(|v| v.name.clone()).collect();
+    assert_eq!(volumes, ["tmp", TLS_CA_VOLUME, TLS_CLIENT_VOLUME]);
+    let c = container(&d);
+    let mounts: Vec<(String, String, Option<bool>)> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("tmp".to_owned(), "/tmp".to_owned(), None),
+            (
+                TLS_CA_VOLUME.to_owned(),
+                env::TLS_CA_MOUNT_DIR.to_owned(),
+                Some(true)
+            ),
+            (
+                TLS_CLIENT_VOLUME.to_owned(),
+                env::TLS_CLIENT_MOUNT_DIR.to_owned(),
+                Some(true)
+            ),
+        ]
+    );
+    // 0440 files are root-owned with the fsGroup as group: the consumer reads them through
+    // its group, which must be that fsGroup.
+    let psc = p.security_context.expect("pod security context");
+    assert_eq!(psc.fs_group, Some(RUN_AS_USER));
+    assert_eq!(psc.run_as_group, psc.fs_group);
+    for volume in p.volumes.iter().flatten().filter(|v| v.secret.is_some()) {
+        let mode = volume.secret.as_ref().and_then(|s| s.default_mode);
+        assert_eq!(mode, Some(0o440), "{}", volume.name);
+    }
+    let env = env_map(&c);
+    assert_eq!(
+        value(&env, env::REDIS_TLS_CA_FILE),
+        format!("{}/{}", env::TLS_CA_MOUNT_DIR, env::TLS_CA_FILE_NAME)
+    );
+    assert_eq!(
+        value(&env, env::REDIS_TLS_KEY_FILE),
+        format!("{}/{}", env::TLS_CLIENT_MOUNT_DIR, env::TLS_KEY_FILE_NAME)
+    );
+    assert!(env[env::REDIS_PASSWORD].value.is_none());
+    assert!(!env.contains_key(env::REDIS_USERNAME));
+    // The contract's variables come before the rest, each once.
+    let names: Vec<String> = c.env.iter().flatten().map(|e| e.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            env::REDIS_URL,
+            env::REDIS_PASSWORD,
+            env::REDIS_TLS_CA_FILE,
+            env::REDIS_TLS_CERT_FILE,
+            env::REDIS_TLS_KEY_FILE,
+            env::CHANNEL,
+            env::LOCK_TTL_MS,
+            env::DELIVERY_MODE,
+            env::CONSUMER_NAME,
+            env::HTTP_ADDR
+        ]
+    );
+}
+
+#[test]
+fn pointing_at_another_secret_changes_the_pod_template_so_pods_roll() {
+    let before = build(&managed_redis()).spec.template;
+    for edit in [
+        |cr: &mut ExactlyOnceConsumer| {
+            if let Some(c) = cr.spec.redis.credentials_secret_ref.as_mut() {
+                c.name = "redis-acl-v2".to_owned();
+            }
+        },
+        |cr: &mut ExactlyOnceConsumer| {
+            if let Some(ca) = cr
+                .spec
+                .redis
+                .tls
+                .as_mut()
+                .and_then(|t| t.ca_secret_ref.as_mut())
+            {
+                ca.name = "redis-ca-v2".to_owned();
+            }
+        },
+        |cr: &mut ExactlyOnceConsumer| {
+            if let Some(client) = cr
+                .spec
+                .redis
+                .tls
+                .as_mut()
+                .and_then(|t| t.client_cert_secret_ref.as_mut())
+            {
+                client.name = "redis-client-v2".to_owned();
+            }
+        },
+    ] {
+        let mut cr = managed_redis();
+        edit(&mut cr);
+        assert_ne!(build(&cr).spec.template, before);
+    }
+}
+
+#[test]
+fn a_managed_redis_apply_body_has_no_nulls() {
+    let body = serde_json::to_string(&build(&managed_redis())).expect("serializes");
+    assert!(!body.contains("null"), "{body}");
 }

@@ -1,5 +1,6 @@
 //! The exactly-once operator: turns one `ExactlyOnceConsumer` resource into a running consumer
-//! fleet. Pure builders (`deployment`, `status`) decide; `reconcile` does the I/O around them;
+//! fleet. Pure builders (`deployment`, with `redis_access` for the Redis URL, credentials and
+//! TLS Secrets, and `status`) decide; `reconcile` does the I/O around them;
 //! `leader`, `http` and `metrics` serve the binary in `main.rs`.
 
 pub mod crd;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod redis_access;
 pub mod status;
 
 #[cfg(test)]

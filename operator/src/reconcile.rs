@@ -2,7 +2,7 @@
 //! server-side apply -> status. Kept short; every decision lives in `deployment`, `status` and
 //! the small pure helpers here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::crd::{ExactlyOnceConsumer, ExactlyOnceConsumerStatus, SecretKeyRef};
+use crate::crd::{ExactlyOnceConsumer, ExactlyOnceConsumerStatus, RedisSpec};
 use crate::deployment::{BuildError, build_deployment, deployment_name};
 use crate::metrics::Metrics;
+use crate::redis_access::{KeyContent, SecretNeed, secret_needs};
 use crate::status::{Problem, build_status, needs_write};
 
 /// The one field manager for everything the operator applies, so its ownership is stable and
@@ -32,8 +33,12 @@ const DEGRADED_RETRY: Duration = Duration::from_secs(30);
 pub enum Error {
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("reading Secret {name} (spec.redis.urlSecretRef): {source}")]
-    ReadSecret { name: String, source: kube::Error },
+    #[error("reading Secret {name} ({field}): {source}")]
+    ReadSecret {
+        name: String,
+        field: &'static str,
+        source: kube::Error,
+    },
     #[error("reading Deployment {name}: {source}")]
     ReadDeployment { name: String, source: kube::Error },
     #[error("applying Deployment {name}: {source}")]
@@ -101,37 +106,52 @@ pub fn backoff_delay(consecutive_failures: u32) -> Duration {
     Duration::from_secs(2u64 << exponent).min(Duration::from_secs(300))
 }
 
-/// Why the referenced Secret cannot provide the Redis URL, if it cannot.
-pub fn secret_problem(secret: Option<&Secret>, reference: &SecretKeyRef) -> Option<Problem> {
+/// Why a Secret the pods read cannot give them what they need, if it cannot: the Secret
+/// missing, a key missing, or a URL that is not one. The one check for every Secret reference
+/// (`redis_access::secret_needs` lists them); messages name the field to fix and never carry a
+/// Secret's value.
+pub fn secret_problem(secret: Option<&Secret>, need: &SecretNeed) -> Option<Problem> {
     let Some(secret) = secret else {
         return Some(Problem {
             reason: "SecretNotFound".into(),
-            message: format!(
-                "secret {} not found (spec.redis.urlSecretRef.name)",
-                reference.name
-            ),
+            message: format!("secret {} not found ({})", need.name, need.name_field),
         });
     };
-    let value = secret.data.as_ref().and_then(|d| d.get(&reference.key));
-    let Some(value) = value else {
-        return Some(Problem {
-            reason: "SecretKeyNotFound".into(),
-            message: format!(
-                "secret {} has no key {} (spec.redis.urlSecretRef.key)",
-                reference.name, reference.key
-            ),
-        });
-    };
-    let url = String::from_utf8_lossy(&value.0);
-    let url = url.trim();
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        return Some(Problem {
-            reason: "InvalidRedisUrl".into(),
-            message: format!(
-                "secret {} key {} must hold a redis:// or rediss:// URL (spec.redis.urlSecretRef)",
-                reference.name, reference.key
-            ),
-        });
+    for needed in &need.keys {
+        let value = secret.data.as_ref().and_then(|d| d.get(&needed.key));
+        let Some(value) = value else {
+            return Some(Problem {
+                reason: "SecretKeyNotFound".into(),
+                message: format!(
+                    "secret {} has no key {} ({})",
+                    need.name, needed.key, needed.field
+                ),
+            });
+        };
+        if let KeyContent::RedisUrl { tls } = needed.content {
+            // The CRD's CEL rules make the same demands of an inline URL.
+            let (schemes, rule): (&[&str], &str) = if tls {
+                (
+                    &["rediss://"],
+                    "must hold a rediss:// URL because spec.redis.tls is set",
+                )
+            } else {
+                (
+                    &["redis://", "rediss://"],
+                    "must hold a redis:// or rediss:// URL",
+                )
+            };
+            let url = String::from_utf8_lossy(&value.0);
+            if !schemes.iter().any(|s| url.trim().starts_with(s)) {
+                return Some(Problem {
+                    reason: "InvalidRedisUrl".into(),
+                    message: format!(
+                        "secret {} key {} {rule} ({})",
+                        need.name, needed.key, needed.field
+                    ),
+                });
+            }
+        }
     }
     None
 }
@@ -187,38 +207,28 @@ async fn reconcile_once(cr: &ExactlyOnceConsumer, ctx: &Context) -> Result<Actio
                 source,
             })?;
 
-    // Dereference and validate: a Secret that cannot provide the URL is the user's to fix, so
-    // it becomes a Degraded status and a Warning, retried slowly, not an error loop.
-    if let Some(reference) = &cr.spec.redis.url_secret_ref {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-        let secret =
-            secrets
-                .get_opt(&reference.name)
-                .await
-                .map_err(|source| Error::ReadSecret {
-                    name: reference.name.clone(),
-                    source,
-                })?;
-        if let Some(problem) = secret_problem(secret.as_ref(), reference) {
-            warn!(consumer = %key(cr), reason = %problem.reason, "{}", problem.message);
-            publish(
-                ctx,
-                cr,
-                EventType::Warning,
-                &problem.reason,
-                "ValidateSpec",
-                problem.message.clone(),
-            )
-            .await;
-            write_status(
-                ctx,
-                cr,
-                build_status(cr, existing.as_ref(), Some(&problem), now()),
-            )
-            .await?;
-            ctx.metrics.reconciled("degraded");
-            return Ok(Action::requeue(DEGRADED_RETRY));
-        }
+    // Dereference and validate: a Secret that cannot give the pods what they need is the
+    // user's to fix, so it becomes a Degraded status and a Warning, retried slowly, not an
+    // error loop. The first problem is reported; fixing it reveals the next.
+    if let Some(problem) = first_secret_problem(ctx, &namespace, &cr.spec.redis).await? {
+        warn!(consumer = %key(cr), reason = %problem.reason, "{}", problem.message);
+        publish(
+            ctx,
+            cr,
+            EventType::Warning,
+            &problem.reason,
+            "ValidateSpec",
+            problem.message.clone(),
+        )
+        .await;
+        write_status(
+            ctx,
+            cr,
+            build_status(cr, existing.as_ref(), Some(&problem), now()),
+        )
+        .await?;
+        ctx.metrics.reconciled("degraded");
+        return Ok(Action::requeue(DEGRADED_RETRY));
     }
 
     let desired = build_deployment(cr)?;
@@ -238,6 +248,35 @@ async fn reconcile_once(cr: &ExactlyOnceConsumer, ctx: &Context) -> Result<Actio
     write_status(ctx, cr, build_status(cr, Some(&applied), None, now())).await?;
     ctx.metrics.reconciled("ok");
     Ok(Action::requeue(RESYNC))
+}
+
+/// Reads each Secret `spec.redis` references (once, however many fields name it) and returns
+/// the first that cannot serve the pods.
+async fn first_secret_problem(
+    ctx: &Context,
+    namespace: &str,
+    redis: &RedisSpec,
+) -> Result<Option<Problem>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut read: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    for need in secret_needs(redis) {
+        if !read.contains_key(&need.name) {
+            let secret = secrets
+                .get_opt(&need.name)
+                .await
+                .map_err(|source| Error::ReadSecret {
+                    name: need.name.clone(),
+                    field: need.name_field,
+                    source,
+                })?;
+            read.insert(need.name.clone(), secret);
+        }
+        let secret = read.get(&need.name).and_then(Option::as_ref);
+        if let Some(problem) = secret_problem(secret, &need) {
+            return Ok(Some(problem));
+        }
+    }
+    Ok(None)
 }
 
 /// Normal events for the changes a person wants to see in `kubectl describe eoc`.

@@ -13,7 +13,16 @@ const README_FILE: &str = "operator/README.md";
 const SECTION_HEADING: &str = "## CRD reference";
 
 /// Objects defined in `src/crd.rs`, whose properties the reference lists one by one.
-const PROJECT_OBJECTS: [&str; 4] = ["spec", "spec.redis", "spec.redis.urlSecretRef", "status"];
+const PROJECT_OBJECTS: [&str; 8] = [
+    "spec",
+    "spec.redis",
+    "spec.redis.urlSecretRef",
+    "spec.redis.credentialsSecretRef",
+    "spec.redis.tls",
+    "spec.redis.tls.caSecretRef",
+    "spec.redis.tls.clientCertSecretRef",
+    "status",
+];
 
 /// Kubernetes types embedded in the schema, with the type name their row must mention. The walk
 /// stops at them; upstream documents their fields.

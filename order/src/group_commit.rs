@@ -4,7 +4,7 @@
 
 use protocol::scripts::{self, AcceptOutcome};
 use protocol::{DeliveryMode, Keys, OrderMessage};
-use redis::aio::ConnectionManager;
+use service::redis_conn::RedisConn;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -37,7 +37,7 @@ impl Accepter {
 /// Starts the committing task; await the returned future (it ends once every [`Accepter`] is
 /// dropped and the last batch is answered).
 pub fn start(
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     mode: DeliveryMode,
 ) -> (Accepter, impl Future<Output = ()>) {
@@ -52,7 +52,7 @@ pub fn start(
 }
 
 async fn commit(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     mode: DeliveryMode,
     batch: Vec<(OrderMessage, Reply)>,

@@ -15,7 +15,8 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use protocol::group::ensure_consumer_group;
 use protocol::{DeliveryMode, Keys};
-use service::Readiness;
+use service::redis_version;
+use service::{Readiness, RedisArgs};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -24,7 +25,7 @@ use store::Store;
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let redis = &config.redis;
-    let conn = redis.connection_manager()?;
+    let conn = redis.connection()?;
     let keys = Keys::new(&redis.channel);
     let store = Store {
         conn: conn.clone(),
@@ -34,7 +35,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let readiness = Readiness::default();
-    tracing::info!(channel = %redis.channel, mode = %redis.delivery_mode, "order service starting");
+    tracing::info!(channel = %redis.channel, mode = %redis.delivery_mode, redis = %redis.endpoint(), "order service starting");
 
     let router = routes::api(AppState {
         store: store.clone(),
@@ -46,7 +47,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // The committing task ends after the server (holding the last Accepter) has drained.
     let (http, (), ()) = tokio::join!(
         http,
-        watch_redis(&store, redis.delivery_mode, &readiness, &shutdown),
+        watch_redis(&store, redis.delivery_mode, &readiness, redis, &shutdown),
         group_commit
     );
     http?;
@@ -55,26 +56,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Keeps `/readyz` true exactly while Redis answers, announces the delivery mode to the
-/// consumers, and (streams mode) makes sure the consumer group exists whenever Redis comes (back)
-/// up, so no entry is appended before it. The announcement is written every tick, so it is back
-/// within a second of a Redis that restarted empty, and it never touches an order's path.
+/// consumers, and, whenever Redis comes (back) up, checks the server against the version floor
+/// (a failover may land on another server) and (streams mode) makes sure the consumer group
+/// exists, so no entry is appended before it. The announcement is written every tick, so it is
+/// back within a second of a Redis that restarted empty, and it never touches an order's path.
 async fn watch_redis(
     store: &Store,
     mode: DeliveryMode,
     readiness: &Readiness,
+    redis_args: &RedisArgs,
     shutdown: &CancellationToken,
 ) {
+    let endpoint = redis_args.endpoint();
+    let endpoint = endpoint.as_str();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut announcing = true;
+    // The last verdict logged: the first failure, and each new one, is logged once.
+    let mut logged: Option<Result<(), String>> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let mut conn = store.conn.clone();
-        let mut result = redis::cmd("PING").query_async::<()>(&mut conn).await;
-        if result.is_ok() {
+        let verdict: Result<(), String> = async {
+            let text = |e: redis::RedisError| e.to_string();
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(text)?;
             // A Redis that refuses writes (full, with noeviction) still serves reads and answers
             // new orders with 503: that costs the announcement, not readiness.
             let announced = store.announce_delivery_mode(mode).await;
@@ -85,17 +96,37 @@ async fn watch_redis(
                     Err(e) => tracing::warn!(error = %e, "cannot announce the delivery mode"),
                 }
             }
-        }
-        if result.is_ok() && mode == DeliveryMode::Streams && !readiness.get() {
-            result = ensure_consumer_group(&mut conn, &store.keys).await;
-        }
-        let ok = result.is_ok();
-        if ok != readiness.get() {
-            match result {
-                Ok(()) => tracing::info!(ready = true, "Redis available"),
-                Err(e) => tracing::warn!(ready = false, error = %e, "Redis unavailable"),
+            if !readiness.get() {
+                let server = redis_version::check_server(&mut conn)
+                    .await
+                    .map_err(text)?
+                    .map_err(|refused| refused.to_string())?;
+                tracing::info!(redis = endpoint, %server, "connected to Redis");
+                if mode == DeliveryMode::Streams {
+                    ensure_consumer_group(&mut conn, &store.keys)
+                        .await
+                        .map_err(text)?;
+                }
             }
-            readiness.set(ok);
+            Ok(())
         }
+        .await;
+        if logged.as_ref() != Some(&verdict) {
+            match &verdict {
+                Ok(()) => tracing::info!(ready = true, redis = endpoint, "Redis available"),
+                Err(error) => {
+                    let hint = redis_args.hint(error);
+                    tracing::warn!(
+                        ready = false,
+                        redis = endpoint,
+                        error,
+                        hint,
+                        "Redis unavailable"
+                    )
+                }
+            }
+            logged = Some(verdict.clone());
+        }
+        readiness.set(verdict.is_ok());
     }
 }

@@ -6,13 +6,13 @@ use protocol::order::{ItemId, OrderId};
 use protocol::record::OrderRecord;
 use protocol::{DeliveryMode, Keys};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use service::redis_conn::RedisConn;
 
 use crate::error::ApiError;
 
 #[derive(Clone)]
 pub struct Store {
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub keys: Keys,
 }
 

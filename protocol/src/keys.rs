@@ -96,9 +96,18 @@ impl Keys {
         format!("{}stream", self.prefix)
     }
 
-    /// Entries that could not be applied, with the reason.
+    /// Stream of the orders (and malformed entries) that could not be applied, in either
+    /// delivery mode, with the reason; capped near `DEAD_LETTER_MAXLEN` entries.
     pub fn dead_letter(&self) -> String {
         format!("{}dead-letter", self.prefix)
+    }
+
+    /// Pub/Sub mode: hash orderId -> how many times Redis refused its apply, counted across the
+    /// fleet (every replica may be the one that takes the order next). An order reaching
+    /// `MAX_DELIVERIES` is dead-lettered and its field removed; so is the field of an order that
+    /// gets done.
+    pub fn refusals(&self) -> String {
+        format!("{}refusals", self.prefix)
     }
 
     /// String: the delivery mode the order service sends orders by (`DeliveryMode::as_str`),
@@ -125,6 +134,7 @@ mod tests {
             keys.lock(&id),
             keys.stream(),
             keys.dead_letter(),
+            keys.refusals(),
             keys.delivery_mode(),
         ] {
             assert!(key.starts_with("eo:{order_updates}:"), "{key}");
@@ -132,6 +142,8 @@ mod tests {
         assert_eq!(keys.lock(&id), "eo:{order_updates}:lock:29");
         assert_eq!(keys.order(&id), "eo:{order_updates}:order:29");
         assert_eq!(keys.delivery_mode(), "eo:{order_updates}:delivery-mode");
+        assert_eq!(keys.dead_letter(), "eo:{order_updates}:dead-letter");
+        assert_eq!(keys.refusals(), "eo:{order_updates}:refusals");
         assert!(keys.order(&id).starts_with(&keys.order_prefix()));
     }
 

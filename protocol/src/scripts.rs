@@ -7,17 +7,30 @@ use std::sync::LazyLock;
 use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind, Value};
 
 use crate::DeliveryMode;
-use crate::keys::Keys;
+use crate::keys::{CONSUMER_GROUP, Keys};
 use crate::message::OrderMessage;
+use crate::order::OrderId;
+
+/// A script that dead-letters orders, with the one definition of doing so in front of it
+/// (Redis scripts cannot import one another).
+macro_rules! dead_lettering {
+    ($file:literal) => {
+        concat!(include_str!("lua/dead_letter_lib.lua"), include_str!($file))
+    };
+}
 
 pub static ACCEPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/accept.lua")));
 pub static APPLY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
+    LazyLock::new(|| redis::Script::new(dead_lettering!("lua/apply.lua")));
 pub static RELEASE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/release.lua")));
 pub static DEAD_LETTER: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/dead_letter.lua")));
+    LazyLock::new(|| redis::Script::new(dead_lettering!("lua/dead_letter.lua")));
+pub static REFUSED: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(dead_lettering!("lua/refused.lua")));
+pub static REPLAY: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/replay.lua")));
 pub static FORGET_CONSUMERS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/forget_consumers.lua")));
 
@@ -30,6 +43,8 @@ pub async fn load_all(conn: &mut impl redis::aio::ConnectionLike) -> redis::Redi
         &*APPLY,
         &*RELEASE,
         &*DEAD_LETTER,
+        &*REFUSED,
+        &*REPLAY,
         &*FORGET_CONSUMERS,
     ] {
         pipe.load_script(script).ignore();
@@ -64,12 +79,23 @@ pub struct ApplyItem<'a> {
     pub entry_id: Option<&'a str>,
 }
 
+/// Who settles orders and how long the traces of a settled order last: what every script that
+/// ends an order (applies it or dead-letters it) is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Settler<'a> {
+    /// Written into the record (`consumer`) and the dead letters.
+    pub consumer: &'a str,
+    /// How long a done record is kept.
+    pub retention_ms: u64,
+    /// The dead-letter stream is trimmed to about this many entries.
+    pub dead_letter_maxlen: u64,
+}
+
 /// The apply of a batch of orders in one script call; `group` is the consumer group when the
 /// orders came from the stream.
 pub fn apply_invocation<'a>(
     keys: &Keys,
-    consumer: &str,
-    retention_ms: u64,
+    settler: &Settler<'_>,
     group: Option<&str>,
     orders: &[ApplyItem<'_>],
 ) -> ScriptInvocation<'a> {
@@ -77,8 +103,12 @@ pub fn apply_invocation<'a>(
     inv.key(keys.inventory())
         .key(keys.pending())
         .key(keys.stream())
-        .key(keys.dead_letter());
-    inv.arg(consumer).arg(retention_ms).arg(group.unwrap_or(""));
+        .key(keys.dead_letter())
+        .key(keys.refusals());
+    inv.arg(settler.consumer)
+        .arg(settler.retention_ms)
+        .arg(group.unwrap_or(""))
+        .arg(settler.dead_letter_maxlen);
     for order in orders {
         let message = order.message;
         inv.key(keys.order(&message.order_id));
@@ -179,6 +209,159 @@ pub fn parse_apply_reply(
             "error" => Some(ApplyOutcome::Failed { error: a }),
             _ => None,
         }
+    })
+}
+
+/// Streams: moves the entry `entry_id` (carrying `payload`) to the dead-letter stream with
+/// `reason` and acknowledges it; the record of `order`, if given and still accepted, says
+/// dead-lettered. `deliveries` is `None` when the entry was not retried (it can never parse).
+pub fn dead_letter_entry_invocation<'a>(
+    keys: &Keys,
+    settler: &Settler<'_>,
+    entry_id: &str,
+    payload: &[u8],
+    reason: &str,
+    deliveries: Option<u64>,
+    order: Option<&OrderId>,
+) -> ScriptInvocation<'a> {
+    let mut inv = DEAD_LETTER.prepare_invoke();
+    inv.key(keys.stream()).key(keys.dead_letter());
+    if let Some(order) = order {
+        inv.key(keys.order(order));
+    }
+    inv.arg(CONSUMER_GROUP)
+        .arg(entry_id)
+        .arg(payload)
+        .arg(reason)
+        .arg(settler.consumer)
+        .arg(deliveries.map(|n| n.to_string()).unwrap_or_default())
+        .arg(settler.retention_ms)
+        .arg(settler.dead_letter_maxlen);
+    inv
+}
+
+/// Pub/Sub: one order whose apply Redis refused, and what Redis said.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    pub message: &'a OrderMessage,
+    pub error: &'a str,
+}
+
+/// Pub/Sub: counts a batch's refused applies fleet-wide, dead-lettering the orders refused
+/// `max_deliveries` times, in one script call.
+pub fn refused_invocation<'a>(
+    keys: &Keys,
+    settler: &Settler<'_>,
+    max_deliveries: u64,
+    refusals: &[Refusal<'_>],
+) -> ScriptInvocation<'a> {
+    let mut inv = REFUSED.prepare_invoke();
+    inv.key(keys.refusals())
+        .key(keys.pending())
+        .key(keys.dead_letter());
+    inv.arg(settler.consumer)
+        .arg(settler.retention_ms)
+        .arg(settler.dead_letter_maxlen)
+        .arg(max_deliveries);
+    for refusal in refusals {
+        let message = refusal.message;
+        inv.key(keys.order(&message.order_id));
+        inv.arg(message.order_id.as_str())
+            .arg(message.id.as_str())
+            .arg(message.to_json())
+            .arg(refusal.error);
+    }
+    inv
+}
+
+/// What counting one refusal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusalOutcome {
+    /// Refused `count` times so far: it stays pending and is re-driven.
+    Counted { count: u64 },
+    /// Refused `count` times, the limit: it is in the dead-letter stream, and its record says so.
+    DeadLettered { count: u64 },
+    /// Its record is final or belongs to another event: nothing counted.
+    Done,
+}
+
+/// The outcomes of a refusal count, in the order of the batch.
+pub fn parse_refused_reply(
+    reply: Value,
+    orders: usize,
+) -> Result<Vec<RefusalOutcome>, UnexpectedReply> {
+    let parsed = redis::from_redis_value_ref::<Vec<String>>(&reply)
+        .ok()
+        .filter(|fields| fields.len() == orders * 2)
+        .and_then(|fields| {
+            fields
+                .chunks(2)
+                .map(|two| match (two[0].as_str(), two[1].parse::<u64>()) {
+                    ("counted", Ok(count)) => Some(RefusalOutcome::Counted { count }),
+                    ("dead-lettered", Ok(count)) => Some(RefusalOutcome::DeadLettered { count }),
+                    ("done", _) => Some(RefusalOutcome::Done),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+    parsed.ok_or(UnexpectedReply {
+        script: "refused",
+        reply,
+    })
+}
+
+/// Replays the dead letter `entry_id` of order `order_id` (its payload's event `event_id`),
+/// delivering the order again by `mode`.
+pub fn replay_invocation<'a>(
+    keys: &Keys,
+    mode: DeliveryMode,
+    entry_id: &str,
+    order_id: &OrderId,
+    event_id: &str,
+) -> ScriptInvocation<'a> {
+    let mut inv = REPLAY.prepare_invoke();
+    inv.key(keys.dead_letter())
+        .key(keys.stream())
+        .key(keys.pending())
+        .key(keys.refusals())
+        .key(keys.order(order_id));
+    inv.arg(mode.as_str())
+        .arg(keys.channel().as_str())
+        .arg(entry_id)
+        .arg(order_id.as_str())
+        .arg(event_id);
+    inv
+}
+
+/// How replaying one dead letter ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Its record was dead-lettered: now accepted and delivered again; the dead letter is gone.
+    Replayed,
+    /// Its record was already `status` (replayed before): only the dead letter was deleted.
+    AlreadyDone { status: String },
+    /// No record of the order (never accepted, or expired): the dead letter is kept.
+    NoRecord,
+    /// The orderId belongs to event `owner`, not this payload's: the dead letter is kept.
+    Conflict { owner: String },
+    /// The dead letter was no longer there (replayed meanwhile).
+    Gone,
+}
+
+pub fn parse_replay_reply(reply: Value) -> Result<ReplayOutcome, UnexpectedReply> {
+    let parsed = redis::from_redis_value_ref::<(String, String)>(&reply)
+        .ok()
+        .and_then(|(outcome, detail)| match outcome.as_str() {
+            "replayed" => Some(ReplayOutcome::Replayed),
+            "done" => Some(ReplayOutcome::AlreadyDone { status: detail }),
+            "missing" => Some(ReplayOutcome::NoRecord),
+            "conflict" => Some(ReplayOutcome::Conflict { owner: detail }),
+            "gone" => Some(ReplayOutcome::Gone),
+            _ => None,
+        });
+    parsed.ok_or(UnexpectedReply {
+        script: "replay",
+        reply,
     })
 }
 
@@ -297,6 +480,50 @@ mod tests {
         );
         assert!(parse_apply_reply(bulk(&["weird", "", ""]), 1).is_err());
         assert!(parse_apply_reply(Value::Int(1), 1).is_err());
+    }
+
+    #[test]
+    fn parses_refusal_and_replay_outcomes() {
+        assert_eq!(
+            parse_refused_reply(bulk(&["counted", "1", "dead-lettered", "5", "done", ""]), 3)
+                .unwrap(),
+            [
+                RefusalOutcome::Counted { count: 1 },
+                RefusalOutcome::DeadLettered { count: 5 },
+                RefusalOutcome::Done
+            ]
+        );
+        assert!(parse_refused_reply(bulk(&["counted", "x"]), 1).is_err());
+        assert!(parse_refused_reply(bulk(&["counted", "1"]), 2).is_err());
+        for (reply, want) in [
+            (["replayed", ""], ReplayOutcome::Replayed),
+            (
+                ["done", "applied"],
+                ReplayOutcome::AlreadyDone {
+                    status: "applied".into(),
+                },
+            ),
+            (["missing", ""], ReplayOutcome::NoRecord),
+            (
+                ["conflict", "e1"],
+                ReplayOutcome::Conflict { owner: "e1".into() },
+            ),
+            (["gone", ""], ReplayOutcome::Gone),
+        ] {
+            assert_eq!(parse_replay_reply(bulk(&reply)).unwrap(), want);
+        }
+        assert!(parse_replay_reply(bulk(&["weird", ""])).is_err());
+    }
+
+    #[test]
+    fn dead_lettering_scripts_carry_the_one_definition() {
+        for script in [&*APPLY, &*DEAD_LETTER, &*REFUSED] {
+            let code = script.get_hash();
+            assert!(!code.is_empty());
+        }
+        assert!(
+            dead_lettering!("lua/refused.lua").starts_with(include_str!("lua/dead_letter_lib.lua"))
+        );
     }
 
     #[test]

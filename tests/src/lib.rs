@@ -10,5 +10,6 @@ pub mod manifests;
 pub mod net;
 pub mod process;
 pub mod redis_server;
+pub mod stall_proxy;
 pub mod stream_group;
 pub mod tls;

@@ -9,6 +9,12 @@ use protocol::scripts::{self, ApplyItem, ApplyOutcome};
 use protocol::{Keys, OrderMessage};
 use redis::AsyncCommands;
 
+const SETTLER: scripts::Settler<'static> = scripts::Settler {
+    consumer: "tester",
+    retention_ms: 60_000,
+    dead_letter_maxlen: 100,
+};
+
 fn order(id: &str, lines: &[(&str, u64)]) -> OrderMessage {
     OrderMessage {
         id: EventId::parse("id", id).unwrap(),
@@ -50,7 +56,7 @@ async fn apply_items(
     group: Option<&str>,
     items: &[ApplyItem<'_>],
 ) -> Vec<ApplyOutcome> {
-    let invocation = scripts::apply_invocation(keys, "tester", 60_000, group, items);
+    let invocation = scripts::apply_invocation(keys, &SETTLER, group, items);
     let reply = invocation
         .invoke_async(conn)
         .await
@@ -258,7 +264,7 @@ async fn a_pending_index_of_the_wrong_type_refuses_the_batch_before_writing() {
         entry_id: None,
     }];
     let result: redis::RedisResult<redis::Value> =
-        scripts::apply_invocation(&keys, "tester", 60_000, None, &items)
+        scripts::apply_invocation(&keys, &SETTLER, None, &items)
             .invoke_async(&mut conn)
             .await;
     let err = result.unwrap_err().to_string();
@@ -266,4 +272,200 @@ async fn a_pending_index_of_the_wrong_type_refuses_the_batch_before_writing() {
     let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
     let recorded: bool = conn.exists(keys.order(&batch[0].order_id)).await.unwrap();
     assert_eq!((left, recorded), (10, false), "nothing was written");
+}
+
+#[tokio::test]
+async fn a_dead_lettered_order_is_final_for_every_later_delivery() {
+    let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
+    let late = order("late", &[("a", 1)]);
+    let record = keys.order(&late.order_id);
+    // As dead_letter.lua / refused.lua leave it, with the order still in the pending index and
+    // its pubsub refusal count still there (a replica raced the dead-lettering).
+    let _: () = redis::cmd("HSET")
+        .arg(&record)
+        .arg(&[
+            ("id", "late"),
+            ("message", late.to_json().as_str()),
+            ("status", "dead-lettered"),
+            ("reason", "apply failed after 5 deliveries"),
+            ("consumer", "c-9"),
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = conn.zadd(keys.pending(), "late", 1).await.unwrap();
+    let _: () = conn.hset(keys.refusals(), "late", 4).await.unwrap();
+
+    // A late pubsub delivery: a duplicate, nothing taken, and it leaves the pending index.
+    let outcomes = apply(&mut conn, &keys, std::slice::from_ref(&late)).await;
+    assert_eq!(
+        outcomes,
+        [ApplyOutcome::Duplicate {
+            status: "dead-lettered".into(),
+            by: "c-9".into()
+        }]
+    );
+    let status: String = conn.hget(&record, "status").await.unwrap();
+    let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    let pending: i64 = conn.zcard(keys.pending()).await.unwrap();
+    let counted: bool = conn.hexists(keys.refusals(), "late").await.unwrap();
+    assert_eq!(
+        (status.as_str(), left, pending, counted),
+        ("dead-lettered", 10, 0, false)
+    );
+
+    // A late stream delivery: the same, and the entry is settled (acknowledged and deleted).
+    protocol::group::ensure_consumer_group(&mut conn, &keys)
+        .await
+        .unwrap();
+    let entry: String = conn
+        .xadd(keys.stream(), "*", &[("order", late.to_json())])
+        .await
+        .unwrap();
+    e2e::stream_group::read_new_entries(&mut conn, &keys, "tester").await;
+    let item = ApplyItem {
+        message: &late,
+        entry_id: Some(&entry),
+    };
+    let outcomes = apply_items(
+        &mut conn,
+        &keys,
+        Some(protocol::keys::CONSUMER_GROUP),
+        &[item],
+    )
+    .await;
+    assert_eq!(labels(&outcomes), ["duplicate"]);
+    let live: usize = conn.xlen(keys.stream()).await.unwrap();
+    let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    assert_eq!((live, left), (0, 10), "settled, nothing taken");
+}
+
+/// Counts `refusals` of `message` (pubsub, MAX_DELIVERIES 3) in one script call.
+async fn refuse(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    message: &OrderMessage,
+) -> scripts::RefusalOutcome {
+    let refusal = scripts::Refusal {
+        message,
+        error: "stock of item a is not a whole number Redis can decrement: 1.5",
+    };
+    let reply = scripts::refused_invocation(keys, &SETTLER, 3, &[refusal])
+        .invoke_async(conn)
+        .await
+        .expect("the refused script runs");
+    let mut outcomes = scripts::parse_refused_reply(reply, 1).expect("a well-formed reply");
+    outcomes.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_pubsub_order_refused_max_deliveries_times_is_dead_lettered_with_its_record() {
+    use scripts::RefusalOutcome::*;
+    let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
+    let poisoned = order("poisoned", &[("a", 1)]);
+    // Accepted as the order service does: a record and a pending-index entry.
+    let reply = scripts::accept_invocation(&keys, protocol::DeliveryMode::Pubsub, &[&poisoned])
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .unwrap();
+    scripts::parse_accept_reply(reply, 1).unwrap();
+    // What the apply refuses with, in a real run.
+    assert_eq!(
+        labels(&apply(&mut conn, &keys, std::slice::from_ref(&poisoned)).await),
+        ["error"]
+    );
+
+    assert_eq!(
+        refuse(&mut conn, &keys, &poisoned).await,
+        Counted { count: 1 }
+    );
+    assert_eq!(
+        refuse(&mut conn, &keys, &poisoned).await,
+        Counted { count: 2 }
+    );
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(dead, 0, "not before the limit");
+    assert_eq!(
+        refuse(&mut conn, &keys, &poisoned).await,
+        DeadLettered { count: 3 }
+    );
+
+    let record: HashMap<String, String> =
+        conn.hgetall(keys.order(&poisoned.order_id)).await.unwrap();
+    assert_eq!(record["status"], "dead-lettered");
+    assert_eq!(record["consumer"], "tester");
+    assert!(
+        record["reason"].starts_with("apply failed after 3 deliveries: stock of item a"),
+        "{record:?}"
+    );
+    let pending: i64 = conn.zcard(keys.pending()).await.unwrap();
+    let counts: i64 = conn.hlen(keys.refusals()).await.unwrap();
+    assert_eq!(
+        (pending, counts),
+        (0, 0),
+        "out of the pending index, count removed"
+    );
+    let letters: redis::streams::StreamRangeReply =
+        conn.xrange_all(keys.dead_letter()).await.unwrap();
+    let [letter] = letters.ids.as_slice() else {
+        panic!("{letters:?}")
+    };
+    let field = |f: &str| letter.get::<String>(f).unwrap_or_default();
+    assert_eq!(
+        field("order"),
+        record["message"],
+        "the payload as it arrived"
+    );
+    assert_eq!(field("reason"), record["reason"]);
+    assert_eq!(
+        (field("deliveries").as_str(), field("entry").as_str()),
+        ("3", "")
+    );
+
+    // Refused again by a replica that raced the dead-lettering: nothing more happens.
+    assert_eq!(refuse(&mut conn, &keys, &poisoned).await, Done);
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(dead, 1);
+}
+
+#[tokio::test]
+async fn an_order_done_after_some_refusals_loses_its_count() {
+    let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
+    let o = order("o1", &[("a", 1)]);
+    let _ = refuse(&mut conn, &keys, &o).await;
+    let _: () = conn.hset(keys.inventory(), "a", 4).await.unwrap();
+    assert_eq!(labels(&apply(&mut conn, &keys, &[o]).await), ["applied"]);
+    let counts: i64 = conn.hlen(keys.refusals()).await.unwrap();
+    assert_eq!(counts, 0);
+}
+
+#[tokio::test]
+async fn the_dead_letter_stream_is_trimmed_near_its_maxlen() {
+    let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
+    protocol::group::ensure_consumer_group(&mut conn, &keys)
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..1_000 {
+        let entry = format!("{}-0", i + 1);
+        pipe.invoke_script(&scripts::dead_letter_entry_invocation(
+            &keys,
+            &SETTLER,
+            &entry,
+            b"not json",
+            "message is not a JSON object",
+            None,
+            None,
+        ))
+        .ignore();
+    }
+    scripts::query_pipeline::<()>(&mut conn, &pipe)
+        .await
+        .expect("the dead-letter script runs");
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default), never below the cap.
+    assert!(
+        (100..=300).contains(&dead),
+        "{dead} dead letters kept for a maxlen of 100"
+    );
 }

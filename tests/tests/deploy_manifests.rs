@@ -5,18 +5,83 @@
 //!
 //! Run: `cargo test -p e2e --test deploy_manifests` (seconds: the tools are cached).
 
+use std::collections::BTreeMap;
+
 use e2e::manifests::*;
+use protocol::env::{
+    TLS_CA_FILE_NAME, TLS_CA_MOUNT_DIR, TLS_CERT_FILE_NAME, TLS_CLIENT_MOUNT_DIR, TLS_KEY_FILE_NAME,
+};
 use serde_json::{Value, json};
+
+/// README's "Managed Redis" helm flags, mutual TLS included.
+const MANAGED_REDIS: [&str; 7] = [
+    "redis.enabled=false",
+    "redis.url=rediss://my-redis.example.com:6380",
+    "redis.credentialsSecret.name=exactly-once-redis-credentials",
+    "redis.credentialsSecret.usernameKey=username",
+    "redis.tls.enabled=true",
+    "redis.tls.caSecret.name=exactly-once-redis-ca",
+    "redis.tls.clientCertSecret.name=exactly-once-redis-client",
+];
+
+/// What README's "Managed Redis" gives the order service and the sample fleet, with either
+/// installer: the Secret names are the kustomize component's.
+fn managed_redis_access() -> Value {
+    json!({
+        "credentials": {
+            "name": "exactly-once-redis-credentials",
+            "usernameKey": "username",
+            "passwordKey": "password",
+        },
+        "ca": { "name": "exactly-once-redis-ca", "key": "ca.crt" },
+        "clientCert": { "name": "exactly-once-redis-client" },
+        "insecureSkipVerify": false,
+    })
+}
+
+/// README's "Managed Redis" overlay, mutual TLS included, written beside deploy/ as README
+/// places it (kustomize refuses absolute paths).
+fn managed_redis_overlay() -> Render {
+    let dir = tempfile::tempdir().expect("a temporary directory for the overlay");
+    let from = dir
+        .path()
+        .canonicalize()
+        .expect("the overlay directory exists");
+    let deploy = std::path::Path::new(REPO)
+        .join("deploy")
+        .canonicalize()
+        .expect("deploy/ exists");
+    let deploy = relative_path(&from, &deploy);
+    let deploy = deploy.display();
+    let overlay = format!(
+        "resources: [{deploy}]\n\
+         configMapGenerator:\n\
+         \x20 - name: exactly-once-pipeline\n\
+         \x20   behavior: merge\n\
+         \x20   literals: [REDIS_URL=rediss://my-redis.example.com:6380]\n\
+         components:\n\
+         \x20 - {deploy}/components/pipeline\n\
+         \x20 - {deploy}/components/managed-redis\n\
+         \x20 - {deploy}/components/managed-redis-mtls\n"
+    );
+    std::fs::write(dir.path().join("kustomization.yaml"), overlay).expect("writing the overlay");
+    let path = dir.path().to_str().expect("a UTF-8 temporary path");
+    Render::new(
+        "kustomize <README managed Redis overlay>".to_owned(),
+        run("kubectl", &["kustomize", path]),
+    )
+}
 
 // ---- 1. the chart's values ----
 
 #[test]
 fn chart_lints_clean_with_each_documented_choice() {
-    let choices: [&[&str]; 4] = [
+    let choices: [&[&str]; 5] = [
         &[],
         &["watchNamespace=shop"],
         &["deliveryMode=streams"],
         &["redis.enabled=false", "redis.url=redis://r:6379"],
+        &MANAGED_REDIS,
     ];
     for sets in choices {
         for lint in [&["lint", CHART][..], &["lint", "--strict", CHART]] {
@@ -33,6 +98,23 @@ fn chart_refuses_bad_values_naming_the_field() {
         ("deliveryMode=kafka", "deliveryMode"),
         ("channel=order_*", "channel"),
         ("deliveryMod=streams", "deliveryMod"),
+        (
+            "redis.credentialsSecret.name=Redis_ACL",
+            "/redis/credentialsSecret/name",
+        ),
+        (
+            "redis.credentialsSecret.passwordKey=a/b",
+            "/redis/credentialsSecret/passwordKey",
+        ),
+        ("redis.tls.caSecret.key=ca crt", "/redis/tls/caSecret/key"),
+        (
+            "redis.tls.clientCertSecret.name=-client",
+            "/redis/tls/clientCertSecret/name",
+        ),
+        (
+            "redis.tls.insecureSkipVerifyForTestsOnly=maybe",
+            "/redis/tls/insecureSkipVerifyForTestsOnly",
+        ),
     ] {
         for command in [&["lint", "--strict", CHART][..], &["template", "eo", CHART]] {
             let args = helm_args(command, &[set]);
@@ -47,19 +129,54 @@ fn chart_refuses_bad_values_naming_the_field() {
         }
     }
     // A template `fail` is only a log line in lint mode, so these are refused by template alone.
+    // The URLs carry a password, which no refusal may repeat.
+    let own_redis = ["redis.enabled=false", "redis.url=rediss://u:s3cret@r:6380"];
+    let plain_redis = ["redis.enabled=false", "redis.url=redis://u:s3cret@r:6379"];
+    let with = |base: &[&'static str], set: &'static str| [base, &[set]].concat();
     for (sets, field) in [
-        (&["redis.enabled=false"][..], "redis.url"),
+        (vec!["redis.enabled=false"], "redis.url"),
         (
-            &["redis.url=redis://r:6379", "redis.existingSecret=s"],
+            vec![
+                "redis.url=redis://u:s3cret@r:6379",
+                "redis.existingSecret=s",
+            ],
             "existingSecret",
         ),
+        // TLS to a plain URL, or to the bundled Redis, which has no TLS and no users.
+        (with(&plain_redis, "redis.tls.enabled=true"), "redis.url"),
+        (vec!["redis.tls.enabled=true"], "redis.tls.enabled"),
+        (
+            vec!["redis.credentialsSecret.name=acl"],
+            "redis.credentialsSecret.name",
+        ),
+        // TLS settings that TLS off would ignore.
+        (
+            with(&own_redis, "redis.tls.caSecret.name=ca"),
+            "redis.tls.caSecret.name",
+        ),
+        (
+            with(&own_redis, "redis.tls.clientCertSecret.name=client"),
+            "redis.tls.clientCertSecret.name",
+        ),
+        (
+            with(&own_redis, "redis.tls.insecureSkipVerifyForTestsOnly=true"),
+            "redis.tls.insecureSkipVerifyForTestsOnly",
+        ),
+        (
+            with(&own_redis, "redis.credentialsSecret.usernameKey=user"),
+            "redis.credentialsSecret.name",
+        ),
     ] {
-        let args = helm_args(&["template", "eo", CHART], sets);
+        let args = helm_args(&["template", "eo", CHART], &sets);
         let what = format!("helm {}", args.join(" "));
         let refusal = run("helm", &args).expect_failure(&what);
         assert!(
             refusal.contains(field),
             "{what} does not name {field}:\n{refusal}"
+        );
+        assert!(
+            !refusal.contains("s3cret"),
+            "{what} shows the password:\n{refusal}"
         );
     }
 }
@@ -178,12 +295,68 @@ fn restricted_violations(pod: &Value) -> Vec<String> {
     found
 }
 
+/// Secret and ConfigMap files in `pod` that its user could not read. The kubelet writes them as
+/// root: a non-root uid reads them through the "other" bits, or through the group bits when an
+/// fsGroup gives the files the pod's group.
+fn unreadable_files(pod: &Value) -> Vec<String> {
+    let fs_group = pod["securityContext"]["fsGroup"].is_u64();
+    let mut found = Vec::new();
+    for volume in array(&pod["volumes"]) {
+        for kind in ["secret", "configMap"] {
+            let source = &volume[kind];
+            if source.is_null() {
+                continue;
+            }
+            // The API's default mode is 0644.
+            let default = source["defaultMode"].as_u64().unwrap_or(0o644);
+            let mut modes: Vec<u64> = array(&source["items"])
+                .map(|item| item["mode"].as_u64().unwrap_or(default))
+                .collect();
+            if modes.is_empty() {
+                modes.push(default);
+            }
+            for mode in modes {
+                if mode & 0o004 == 0 && !(mode & 0o040 != 0 && fs_group) {
+                    found.push(format!(
+                        "volume {}: mode {mode:#o} without {}",
+                        text(&volume["name"]),
+                        if fs_group { "group read" } else { "an fsGroup" }
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every pod template of a render without the trial Redis (`Render::pods` expects it): the
+/// operator's and the order service's at least, so an empty render cannot pass.
+fn pod_templates(render: &Render) -> Vec<(&Value, &Value)> {
+    let pods: Vec<_> = render
+        .objects
+        .iter()
+        .filter_map(|o| Some((o, pod_spec(o)?)))
+        .collect();
+    assert!(
+        pods.len() >= 2,
+        "{}: only {} pod templates",
+        render.what,
+        pods.len()
+    );
+    pods
+}
+
 #[test]
 fn pods_meet_the_restricted_pod_security_standard() {
     let mut problems = Vec::new();
-    for render in shipped_renders() {
-        for (object, pod) in render.pods() {
-            for violation in restricted_violations(pod) {
+    let shipped = shipped_renders();
+    let managed = [helm_template(&MANAGED_REDIS), managed_redis_overlay()];
+    let pods = (shipped.iter().map(|r| (r, r.pods())))
+        .chain(managed.iter().map(|r| (r, pod_templates(r))));
+    for (render, pods) in pods {
+        for (object, pod) in pods {
+            let violations = restricted_violations(pod);
+            for violation in violations.into_iter().chain(unreadable_files(pod)) {
                 problems.push(format!(
                     "{}: {}: {violation}",
                     render.what,
@@ -280,14 +453,17 @@ fn pipeline_disagreements(render: &Render, channel: &str, mode: &str) -> Vec<Str
             spec["deliveryMode"]
         ),
     );
+    let redis = &spec["redis"];
     let same_redis = match env.get("REDIS_URL") {
         Some(Env::Literal(url)) => {
             // The short name resolves only in the Redis Service's own namespace.
             let reachable =
                 namespace_of(sample) == Some(namespace) || !url.starts_with("redis://redis:");
-            spec["redis"] == json!({ "url": url }) && reachable
+            redis["url"] == url.as_str() && redis["urlSecretRef"].is_null() && reachable
         }
-        Some(Env::Secret(reference)) => spec["redis"] == json!({ "urlSecretRef": reference }),
+        Some(Env::Secret(reference)) => {
+            redis["urlSecretRef"] == *reference && redis["url"].is_null()
+        }
         _ => false,
     };
     check(
@@ -299,7 +475,140 @@ fn pipeline_disagreements(render: &Render, channel: &str, mode: &str) -> Vec<Str
             namespace_of(sample)
         ),
     );
+    let pod = &order["spec"]["template"]["spec"];
+    match order_service_redis_access(pod, container, &env) {
+        Ok(access) => check(
+            access == fleet_redis_access(redis),
+            format!("Redis credentials and TLS: order service {access}, sample {redis}"),
+        ),
+        Err(problem) => check(false, format!("order service: {problem}")),
+    }
     problems
+}
+
+/// The Redis credentials and TLS files the order service uses, in the CRD's terms (see
+/// [`fleet_redis_access`]): its environment, resolved through its mounts to Secrets.
+fn order_service_redis_access(
+    pod: &Value,
+    container: &Value,
+    env: &BTreeMap<String, Env>,
+) -> Result<Value, String> {
+    let from_secret = |var: &str| match env.get(var) {
+        None => Ok(None),
+        Some(Env::Secret(reference)) => Ok(Some(reference.clone())),
+        Some(other) => Err(format!("{var} is {other:?}, not a Secret's key")),
+    };
+    let credentials = match (
+        from_secret("REDIS_USERNAME")?,
+        from_secret("REDIS_PASSWORD")?,
+    ) {
+        (None, None) => Value::Null,
+        (Some(_), None) => return Err("REDIS_USERNAME without REDIS_PASSWORD".to_owned()),
+        (user, Some(password)) => {
+            // The CRD names one Secret for both.
+            if user.as_ref().is_some_and(|u| u["name"] != password["name"]) {
+                return Err("REDIS_USERNAME and REDIS_PASSWORD from two Secrets".to_owned());
+            }
+            json!({
+                "name": password["name"],
+                "usernameKey": user.map(|u| u["key"].clone()),
+                "passwordKey": password["key"],
+            })
+        }
+    };
+    let mounted =
+        |var: &str, dir: &str, file: &str| mounted_secret_key(pod, container, env, var, dir, file);
+    let ca = mounted("REDIS_TLS_CA_FILE", TLS_CA_MOUNT_DIR, TLS_CA_FILE_NAME)?
+        .map(|(name, key)| json!({ "name": name, "key": key }));
+    let cert = mounted(
+        "REDIS_TLS_CERT_FILE",
+        TLS_CLIENT_MOUNT_DIR,
+        TLS_CERT_FILE_NAME,
+    )?;
+    let key = mounted(
+        "REDIS_TLS_KEY_FILE",
+        TLS_CLIENT_MOUNT_DIR,
+        TLS_KEY_FILE_NAME,
+    )?;
+    // A kubernetes.io/tls Secret, as the CRD's clientCertSecretRef names it: both keys, as is.
+    let client_cert = match (cert, key) {
+        (None, None) => Value::Null,
+        (Some((name, cert)), Some((other, key)))
+            if name == other && cert == TLS_CERT_FILE_NAME && key == TLS_KEY_FILE_NAME =>
+        {
+            json!({ "name": name })
+        }
+        (cert, key) => return Err(format!("client certificate {cert:?} and key {key:?}")),
+    };
+    let insecure = env.get("REDIS_TLS_INSECURE_SKIP_VERIFY_FOR_TESTS_ONLY");
+    Ok(json!({
+        "credentials": credentials,
+        "ca": ca,
+        "clientCert": client_cert,
+        "insecureSkipVerify": insecure == Some(&Env::Literal("true".to_owned())),
+    }))
+}
+
+/// The Secret and key behind the file that `var` names, which must be `dir/file` on a
+/// read-only mount of a Secret volume; `None` when `var` is unset.
+fn mounted_secret_key(
+    pod: &Value,
+    container: &Value,
+    env: &BTreeMap<String, Env>,
+    var: &str,
+    dir: &str,
+    file: &str,
+) -> Result<Option<(String, String)>, String> {
+    let path = match env.get(var) {
+        None => return Ok(None),
+        Some(Env::Literal(path)) => path,
+        Some(other) => return Err(format!("{var} is {other:?}")),
+    };
+    if *path != format!("{dir}/{file}") {
+        return Err(format!("{var} is {path}, not the contract's {dir}/{file}"));
+    }
+    let mount = array(&container["volumeMounts"])
+        .find(|m| m["mountPath"] == dir)
+        .ok_or_else(|| format!("{var}: nothing is mounted at {dir}"))?;
+    if mount["readOnly"] != true {
+        return Err(format!("{dir} is not mounted read-only"));
+    }
+    let volume = array(&pod["volumes"])
+        .find(|v| v["name"] == mount["name"])
+        .ok_or_else(|| format!("{dir}: no volume {}", mount["name"]))?;
+    let secret = &volume["secret"];
+    let name = secret["secretName"]
+        .as_str()
+        .ok_or_else(|| format!("{dir}: volume {} is not a Secret", volume["name"]))?;
+    // Without items every key is a file of its own name.
+    let key = match secret["items"].as_array() {
+        None => Some(file),
+        Some(items) => items
+            .iter()
+            .find(|item| item["path"] == file)
+            .and_then(|item| item["key"].as_str()),
+    };
+    let key = key.ok_or_else(|| format!("{dir}: Secret {name} has no item {file}"))?;
+    Ok(Some((name.to_owned(), key.to_owned())))
+}
+
+/// An ExactlyOnceConsumer's `spec.redis` credentials and TLS, with the CRD's defaults filled in.
+fn fleet_redis_access(redis: &Value) -> Value {
+    let or = |value: &Value, default: &str| value.as_str().unwrap_or(default).to_owned();
+    let credentials = &redis["credentialsSecretRef"];
+    let tls = &redis["tls"];
+    let ca = &tls["caSecretRef"];
+    let client_cert = &tls["clientCertSecretRef"];
+    json!({
+        "credentials": (!credentials.is_null()).then(|| json!({
+            "name": credentials["name"],
+            "usernameKey": credentials["usernameKey"],
+            "passwordKey": or(&credentials["passwordKey"], "password"),
+        })),
+        "ca": (!ca.is_null()).then(|| json!({ "name": ca["name"], "key": or(&ca["key"], "ca.crt") })),
+        "clientCert": (!client_cert.is_null()).then(|| json!({ "name": client_cert["name"] })),
+        "insecureSkipVerify": tls["insecureSkipVerifyForTestsOnly"] == true,
+    })
 }
 
 #[test]
@@ -338,12 +647,112 @@ fn order_service_and_sample_fleet_share_one_channel_and_delivery_mode() {
             "order_updates",
             "pubsub",
         ),
+        (helm_template(&MANAGED_REDIS), "order_updates", "pubsub"),
+        (managed_redis_overlay(), "order_updates", "pubsub"),
     ];
     let problems: Vec<_> = cases
         .iter()
         .flat_map(|(render, channel, mode)| pipeline_disagreements(render, channel, mode))
         .collect();
     assert_no_problems("the order service and its fleet disagree", &problems);
+}
+
+#[test]
+fn managed_redis_gives_the_order_service_and_the_fleet_the_same_secrets() {
+    let sets = |extra: &[&'static str]| [&MANAGED_REDIS[..], extra].concat();
+    let mut no_client_cert = managed_redis_access();
+    no_client_cert["clientCert"] = Value::Null;
+    let cases = [
+        (helm_template(&MANAGED_REDIS), managed_redis_access()),
+        (managed_redis_overlay(), managed_redis_access()),
+        // The fleet in another namespace gets the same Secret names (the README says to create
+        // them there too).
+        (
+            helm_template(&sets(&["watchNamespace=shop"])),
+            managed_redis_access(),
+        ),
+        // A key other than ca.crt is mapped to the file the contract names.
+        (
+            helm_template(&sets(&["redis.tls.caSecret.key=bundle.pem"])),
+            {
+                let mut access = managed_redis_access();
+                access["ca"]["key"] = json!("bundle.pem");
+                access
+            },
+        ),
+        (
+            helm_template(&sets(&[
+                "redis.tls.clientCertSecret.name=",
+                "redis.tls.insecureSkipVerifyForTestsOnly=true",
+                "redis.credentialsSecret.usernameKey=",
+            ])),
+            {
+                let mut access = no_client_cert.clone();
+                access["credentials"]["usernameKey"] = Value::Null;
+                access["insecureSkipVerify"] = json!(true);
+                access
+            },
+        ),
+        // TLS with the system roots and no credentials: `tls: {}`, nothing mounted.
+        (
+            helm_template(&[
+                "redis.enabled=false",
+                "redis.url=rediss://my-redis.example.com:6380",
+                "redis.tls.enabled=true",
+            ]),
+            json!({ "credentials": null, "ca": null, "clientCert": null, "insecureSkipVerify": false }),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (render, expected) in &cases {
+        let (order, container) = render.deployment_running(ORDER_SERVICE_IMAGE);
+        let namespace = namespace_of(order).expect("the order service has a namespace");
+        let env = render.env(namespace, container);
+        let pod = &order["spec"]["template"]["spec"];
+        match order_service_redis_access(pod, container, &env) {
+            Ok(access) if access == *expected => {}
+            Ok(access) => problems.push(format!("{}: order service {access}", render.what)),
+            Err(problem) => problems.push(format!("{}: order service: {problem}", render.what)),
+        }
+        let fleet = fleet_redis_access(&render.sample()["spec"]["redis"]);
+        if fleet != *expected {
+            problems.push(format!("{}: sample {fleet}", render.what));
+        }
+        // Nothing would talk to a trial Redis.
+        if let Some(redis) = render.of_kind("StatefulSet").next() {
+            problems.push(format!("{}: still runs {}", render.what, describe(redis)));
+        }
+    }
+    assert_no_problems("not the Redis credentials and TLS asked for", &problems);
+}
+
+/// Each managed-Redis value changes the order service's pod template, so `helm upgrade` rolls
+/// the pods: they read these settings at start only.
+#[test]
+fn changing_a_managed_redis_value_rolls_the_order_service() {
+    let template = |extra: &[&'static str]| {
+        let render = helm_template(&[&MANAGED_REDIS[..], extra].concat());
+        let (order, _) = render.deployment_running(ORDER_SERVICE_IMAGE);
+        (render.what.clone(), order["spec"]["template"].clone())
+    };
+    let (_, before) = template(&[]);
+    let mut problems = Vec::new();
+    for change in [
+        "redis.url=rediss://other.example.com:6380",
+        "redis.credentialsSecret.name=other",
+        "redis.credentialsSecret.usernameKey=user",
+        "redis.credentialsSecret.passwordKey=secret",
+        "redis.tls.caSecret.name=other",
+        "redis.tls.caSecret.key=bundle.pem",
+        "redis.tls.clientCertSecret.name=other",
+        "redis.tls.insecureSkipVerifyForTestsOnly=true",
+    ] {
+        let (what, after) = template(&[change]);
+        if after == before {
+            problems.push(what);
+        }
+    }
+    assert_no_problems("the order service's pod template is unchanged", &problems);
 }
 
 // ---- 4. RBAC ----

@@ -69,47 +69,67 @@ async fn invalid_specs_are_rejected_naming_the_field() {
         (
             "replicas -1",
             json!({"replicas": -1, "redis": {"url": REDIS_URL}}),
-            "spec.replicas",
+            &["spec.replicas"][..],
         ),
         (
             "lockTtlMs 0",
             json!({"lockTtlMs": 0, "redis": {"url": REDIS_URL}}),
-            "spec.lockTtlMs",
+            &["spec.lockTtlMs"][..],
         ),
         (
             "both url and urlSecretRef",
             json!({"redis": {"url": REDIS_URL, "urlSecretRef": {"name": "s", "key": "url"}}}),
-            "spec.redis",
+            &["spec.redis"][..],
         ),
         (
             "neither url nor urlSecretRef",
             json!({"redis": {}}),
-            "spec.redis",
+            &["spec.redis"][..],
         ),
         (
             "a URL that is not redis://",
             json!({"redis": {"url": "http://redis:6379"}}),
-            "spec.redis.url",
+            &["spec.redis.url"][..],
         ),
         (
             "unknown deliveryMode",
             json!({"deliveryMode": "kafka", "redis": {"url": REDIS_URL}}),
-            "spec.deliveryMode",
+            &["spec.deliveryMode"][..],
+        ),
+        (
+            "tls with a redis:// url",
+            json!({"redis": {"url": REDIS_URL, "tls": {}}}),
+            &[
+                "spec.redis",
+                "redis.tls requires redis.url to start with rediss://",
+            ][..],
+        ),
+        (
+            "tls with both a CA and insecureSkipVerifyForTestsOnly",
+            json!({"redis": {"url": "rediss://redis.example.invalid:6380", "tls": {
+                "caSecretRef": {"name": "ca"}, "insecureSkipVerifyForTestsOnly": true
+            }}}),
+            &[
+                "spec.redis.tls",
+                "set caSecretRef or insecureSkipVerifyForTestsOnly, not both",
+            ][..],
+        ),
+        (
+            "credentialsSecretRef without a name",
+            json!({"redis": {"url": REDIS_URL, "credentialsSecretRef": {"passwordKey": "pw"}}}),
+            &["spec.redis.credentialsSecretRef.name"][..],
         ),
     ];
     let mut failures = Vec::new();
-    for (i, (what, spec, field)) in cases.iter().enumerate() {
+    for (i, (what, spec, expected)) in cases.iter().enumerate() {
         let manifest = consumer(&format!("bad-{i}"), spec.clone());
         let out = cp
             .kubectl_with_stdin(&["apply", "-n", &ns.name, "-f", "-"], Some(&manifest))
             .await;
         if out.success {
             failures.push(format!("{what}: accepted ({})", out.stdout.trim()));
-        } else if !out.stderr.contains(field) {
-            failures.push(format!(
-                "{what}: message does not name {field}: {}",
-                out.stderr
-            ));
+        } else if let Some(missing) = expected.iter().find(|e| !out.stderr.contains(*e)) {
+            failures.push(format!("{what}: message lacks {missing:?}: {}", out.stderr));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -121,4 +141,50 @@ async fn invalid_specs_are_rejected_naming_the_field() {
         listed.trim().is_empty(),
         "invalid CRs were stored: {listed}"
     );
+}
+
+#[tokio::test]
+async fn managed_redis_spec_is_accepted_with_its_defaults() {
+    let cp = ControlPlane::shared().await;
+    install_crd(cp).await;
+    let ns = cp.namespace("eoc-managed", &[]).await;
+    cp.kubectl_with_stdin(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        Some(&consumer(
+            "managed",
+            json!({"redis": {
+                "url": "rediss://redis.example.invalid:6380",
+                "credentialsSecretRef": {"name": "redis-acl", "usernameKey": "username"},
+                "tls": {"caSecretRef": {"name": "redis-ca"}, "clientCertSecretRef": {"name": "redis-client"}}
+            }}),
+        )),
+    )
+    .await
+    .expect_success("apply a managed-Redis CR");
+    let stored = cp
+        .kubectl(&["get", "eoc", "managed", "-n", &ns.name, "-o", "json"])
+        .await
+        .expect_success("get eoc managed");
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("kubectl prints JSON");
+    let redis = &stored["spec"]["redis"];
+    assert_eq!(
+        redis["credentialsSecretRef"],
+        json!({"name": "redis-acl", "usernameKey": "username", "passwordKey": "password"})
+    );
+    assert_eq!(
+        redis["tls"],
+        json!({
+            "caSecretRef": {"name": "redis-ca", "key": "ca.crt"},
+            "clientCertSecretRef": {"name": "redis-client"},
+            "insecureSkipVerifyForTestsOnly": false
+        })
+    );
+    let explain = cp
+        .kubectl(&[
+            "explain",
+            "eoc.spec.redis.tls.insecureSkipVerifyForTestsOnly",
+        ])
+        .await
+        .expect_success("explain insecureSkipVerifyForTestsOnly");
+    assert!(explain.contains("FOR TESTS ONLY"), "{explain}");
 }

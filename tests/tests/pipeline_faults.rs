@@ -67,6 +67,7 @@ both_modes!(
     redis_restarted_with_aof,
     orders_racing_for_the_last_units,
     malformed_messages_between_good_ones,
+    order_refused_every_time_is_dead_lettered_and_its_record_says_so,
 );
 
 /// Pub/Sub only (streams reads what it can take): consumers whose intake queue holds 16
@@ -380,12 +381,12 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
     }
 }
 
-/// Streams only (Pub/Sub has no dead-letter stream: it keeps re-driving): an order Redis
-/// refuses to apply every time (its item's stock is not a whole number) goes to the dead-letter
-/// stream after `MAX_DELIVERIES`, its record says so, and the orders around it are applied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_order_refused_every_time_is_dead_lettered_and_its_record_says_so() {
-    let mut fleet = Fleet::new(DeliveryMode::Streams, LOCK_TTL_MS, false).await;
+/// An order Redis refuses to apply every time (its item's stock is not a whole number) goes to
+/// the dead-letter stream after `MAX_DELIVERIES` refused applies (streams: the entry's
+/// deliveries; pubsub: refusals counted fleet-wide), its record says so, it leaves the pending
+/// index, and the orders around it are applied.
+async fn order_refused_every_time_is_dead_lettered_and_its_record_says_so(mode: DeliveryMode) {
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
     fleet.consumer_env.push(("MAX_DELIVERIES", "2".to_owned()));
     fleet.start_order_service().await;
     for name in ["c0", "c1"] {
@@ -442,8 +443,28 @@ async fn streams_order_refused_every_time_is_dead_lettered_and_its_record_says_s
     for order_id in ["before", "after"] {
         assert_eq!(status(order_id).await.unwrap()["status"], "applied");
     }
-    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
-    assert_eq!(dead, 1);
+    let letters: redis::streams::StreamRangeReply =
+        conn.xrange_all(keys.dead_letter()).await.unwrap();
+    let [letter] = letters.ids.as_slice() else {
+        panic!("one dead letter: {letters:?}")
+    };
+    let payload: String = letter.get(STREAM_FIELD).unwrap_or_default();
+    let parsed = protocol::OrderMessage::parse(payload.as_bytes()).expect("the order's payload");
+    assert_eq!(parsed.order_id.as_str(), "poisoned");
+    assert_eq!(letter.get::<String>("deliveries").as_deref(), Some("2"));
     let stock: String = conn.hget(keys.inventory(), "broken").await.unwrap();
     assert_eq!(stock, "1.5", "nothing was taken");
+    // Nothing is left to re-drive or reclaim, and no count lingers.
+    let (pending, live, counts): (i64, i64, i64) = redis::pipe()
+        .zcard(keys.pending())
+        .xlen(keys.stream())
+        .hlen(keys.refusals())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((pending, live, counts), (0, 0, 0));
+    assert_eq!(
+        fleet.fleet_metric("eo_consumer_dead_lettered_total").await,
+        1.0
+    );
 }

@@ -8,23 +8,28 @@
 -- A pubsub lease is deliberately left to expire rather than deleted here: deleting it is what let
 -- a late replica of the starting design take the order again; until it expires, late replicas
 -- skip the order with one failed SET NX, and after that the done marker stops them.
--- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, 4 dead-letter stream, then per order:
---       order record (hash)
--- ARGV: 1 consumer, 2 retention ms, 3 stream group ('' if not from a stream), then per order:
---       event id, stream entry id ('' if none), order id, message JSON, number of items n,
---       then n pairs of item id, quantity (lines already summed per item)
+-- Done means final in the record's state machine (record.rs): applied, rejected or
+-- dead-lettered. A dead-lettered order is reported as a duplicate and changes nothing, so a late
+-- delivery can never apply it behind the operator's back; only a replay (replay.lua) moves it
+-- back to accepted.
+-- KEYS: 1 inventory (hash), 2 pending (zset), 3 stream, 4 dead-letter stream, 5 refusals (hash),
+--       then per order: order record (hash)
+-- ARGV: 1 consumer, 2 retention ms, 3 stream group ('' if not from a stream), 4 dead-letter
+--       stream maxlen, then per order: event id, stream entry id ('' if none), order id,
+--       message JSON, number of items n, then n pairs of item id, quantity (lines already
+--       summed per item)
 -- Returns three strings per order: outcome ('applied' | 'rejected' | 'duplicate' | 'conflict' |
 -- 'error'), then reason and time, or first outcome and consumer, or the event id the orderId
 -- belongs to, or the error.
 
-local inventory, pending, stream, dead_letter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local consumer, retention, group = ARGV[1], ARGV[2], ARGV[3]
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local inventory, pending, stream, dead_letter, refusals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local consumer, retention, group, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now = now_ms()
 
 -- The batch's shared keys must be of the right type before anything is written: the writes at
 -- the end of this script come after every order's record, and must not fail.
-for key, want in pairs({[pending] = 'zset', [stream] = 'stream', [dead_letter] = 'stream'}) do
+for key, want in pairs({[pending] = 'zset', [stream] = 'stream', [dead_letter] = 'stream',
+                        [refusals] = 'hash'}) do
   local have = redis.call('TYPE', key).ok
   if have ~= 'none' and have ~= want then
     return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
@@ -33,8 +38,8 @@ end
 
 -- Where each order's arguments start, where its lines are, and every item the batch names.
 local orders, names, seen = {}, {}, {}
-local a = 4
-for k = 5, #KEYS do
+local a = 5
+for k = 6, #KEYS do
   local first, last = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4])
   orders[k] = {a, first, last}
   for i = first, last, 2 do
@@ -82,6 +87,7 @@ local settled_entries, done_ids, conflicts = {}, {}, {}
 
 local function apply(record, id, entry, order_id, message, first, last)
   local rec = redis.call('HMGET', record, 'status', 'consumer', 'id')
+  local status = rec[1]
   -- The orderId belongs to another event (a starting-design publisher reusing it): this one is
   -- not that order, and applying its items under that record would replace the order the
   -- client was promised. The consumer refuses it as invalid (and dead-letters it in streams).
@@ -92,10 +98,10 @@ local function apply(record, id, entry, order_id, message, first, last)
     end
     return 'conflict', rec[3], ''
   end
-  if rec[1] == 'applied' or rec[1] == 'rejected' then
+  if status == 'applied' or status == 'rejected' or status == 'dead-lettered' then
     done_ids[#done_ids + 1] = order_id
     settled_entries[#settled_entries + 1] = entry
-    return 'duplicate', rec[1], rec[2] or ''
+    return 'duplicate', status, rec[2] or ''
   end
   if stock_error then
     error(stock_error, 0)
@@ -110,11 +116,11 @@ local function apply(record, id, entry, order_id, message, first, last)
       shortage = 'insufficient stock for item ' .. ARGV[i] .. ': ordered ' .. want .. ', in stock ' .. have
     end
   end
-  local outcome = shortage and 'rejected' or 'applied'
+  local new_status = shortage and 'rejected' or 'applied'
   if rec[3] and not shortage then
-    redis.call('HSET', record, 'status', outcome, 'consumer', consumer, 'doneAt', now)
+    redis.call('HSET', record, 'status', new_status, 'consumer', consumer, 'doneAt', now)
   else
-    local fields = {'status', outcome, 'consumer', consumer, 'doneAt', now}
+    local fields = {'status', new_status, 'consumer', consumer, 'doneAt', now}
     if shortage then
       fields[#fields + 1] = 'reason'
       fields[#fields + 1] = shortage
@@ -139,11 +145,11 @@ local function apply(record, id, entry, order_id, message, first, last)
   end
   done_ids[#done_ids + 1] = order_id
   settled_entries[#settled_entries + 1] = entry
-  return outcome, shortage or '', now
+  return new_status, shortage or '', now
 end
 
 local out = {}
-for k = 5, #KEYS do
+for k = 6, #KEYS do
   local a, first, last = unpack(orders[k])
   -- One order's error (a key of the wrong type) must not stop the orders behind it.
   local ok, outcome, detail, more =
@@ -165,8 +171,7 @@ for item, n in pairs(taken) do
 end
 -- Dead letters before acknowledgements: if this failed, the entries would stay pending.
 for _, c in ipairs(conflicts) do
-  redis.call('XADD', dead_letter, '*', 'entry', c[1], 'order', c[2], 'reason', c[3],
-    'consumer', consumer, 'deliveries', '')
+  add_dead_letter(dead_letter, maxlen, c[1], c[2], c[3], consumer, '')
 end
 if group ~= '' then
   local entries = {}
@@ -178,6 +183,10 @@ if group ~= '' then
     redis.call('XDEL', stream, ...)
   end)
 else
-  each_slice(done_ids, function(...) redis.call('ZREM', pending, ...) end)
+  -- Done orders leave the pending index, and their pubsub refusal counts (refused.lua) go.
+  each_slice(done_ids, function(...)
+    redis.call('ZREM', pending, ...)
+    redis.call('HDEL', refusals, ...)
+  end)
 end
 return out

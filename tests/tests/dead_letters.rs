@@ -1,0 +1,291 @@
+//! `inventory-consumer dead-letters list|replay` against a real redis-server and a real fleet:
+//! an order dead-lettered in either mode is listed with its reason, replayed once its cause is
+//! fixed, applied once, and a second replay changes nothing and says so.
+
+use std::time::Duration;
+
+use e2e::bins::workspace_binary;
+use e2e::fleet::Fleet;
+use e2e::redis_server::RedisServer;
+use protocol::order::{EventId, OrderId, validate_lines};
+use protocol::{DeliveryMode, Keys, OrderMessage, env};
+use redis::AsyncCommands;
+
+const LOCK_TTL_MS: u64 = 1_000;
+
+/// What one run of the command printed, and whether it exited 0.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `inventory-consumer <args>` against `redis_url` / `channel` in `mode`, as an operator
+/// would (`kubectl exec` into a consumer pod carries the same environment).
+async fn cli(redis_url: &str, channel: &str, mode: DeliveryMode, args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(workspace_binary("inventory-consumer"));
+    cmd.args(args)
+        .env_clear()
+        .env(env::REDIS_URL, redis_url)
+        .env(env::CHANNEL, channel)
+        .env(env::DELIVERY_MODE, mode.as_str())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("inventory-consumer {args:?} did not finish in 30 s"))
+        .expect("inventory-consumer runs");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn fleet_cli(fleet: &Fleet, args: &[&str]) -> Run {
+    cli(&fleet.redis.url(), &fleet.channel, fleet.mode, args).await
+}
+
+async fn order_status(fleet: &Fleet, order_id: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{}/orders/{order_id}", fleet.order_url());
+    Ok(reqwest::get(url).await?.json().await?)
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod pubsub {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
+        }
+        mod streams {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
+        }
+    };
+}
+
+both_modes!(a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once);
+
+async fn a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once(mode: DeliveryMode) {
+    let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
+    fleet.consumer_env.push(("MAX_DELIVERIES", "2".to_owned()));
+    fleet.start_order_service().await;
+    fleet.start_consumer("c0", 0).await;
+    let keys = fleet.keys();
+    let mut conn = fleet.redis.connection().await;
+    // A stock value the apply refuses every time.
+    let _: () = conn.hset(keys.inventory(), "broken", "1.5").await.unwrap();
+    let body =
+        serde_json::json!({"orderId": "poisoned", "items": [{"id": "broken", "quantity": 1}]});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/orders", fleet.order_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    e2e::net::wait_until(
+        "the order to be dead-lettered",
+        Duration::from_secs(30),
+        || async {
+            let record = order_status(&fleet, "poisoned").await?;
+            anyhow::ensure!(record["status"] == "dead-lettered", "{record}");
+            Ok(())
+        },
+    )
+    .await;
+
+    let list = fleet_cli(&fleet, &["dead-letters", "list"]).await;
+    assert!(list.ok, "{}{}", list.stdout, list.stderr);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    let [line] = lines.as_slice() else {
+        panic!("one dead letter: {}", list.stdout)
+    };
+    assert!(
+        line.contains("order=poisoned")
+            && line.contains("consumer=c0")
+            && line.contains("deliveries=2")
+            && line.contains("item broken is not a whole number"),
+        "{line}"
+    );
+    let json = fleet_cli(&fleet, &["dead-letters", "list", "--json"]).await;
+    let letter: serde_json::Value =
+        serde_json::from_str(json.stdout.trim()).expect("one JSON object");
+    assert_eq!(letter["orderId"], "poisoned");
+    assert_eq!(letter["deliveries"], 2);
+    assert!(letter["timeMs"].as_u64().is_some(), "{letter}");
+
+    // The operator fixes the cause, then replays.
+    let _: () = conn.hset(keys.inventory(), "broken", 3).await.unwrap();
+    let replay = fleet_cli(&fleet, &["dead-letters", "replay", "poisoned"]).await;
+    assert!(replay.ok, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stdout.contains("order poisoned") && replay.stdout.contains("replayed"),
+        "{}",
+        replay.stdout
+    );
+    e2e::net::wait_until(
+        "the replayed order to be applied",
+        Duration::from_secs(30),
+        || async {
+            let record = order_status(&fleet, "poisoned").await?;
+            anyhow::ensure!(record["status"] == "applied", "{record}");
+            Ok(())
+        },
+    )
+    .await;
+    let record = order_status(&fleet, "poisoned").await.unwrap();
+    assert!(
+        record.get("reason").is_none(),
+        "the old reason is gone: {record}"
+    );
+    let left: i64 = conn.hget(keys.inventory(), "broken").await.unwrap();
+    assert_eq!(left, 2, "taken once");
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(dead, 0, "the dead letter is deleted");
+
+    // Again, by orderId and with --all: nothing to do, said so, exit 0, nothing taken.
+    let again = fleet_cli(&fleet, &["dead-letters", "replay", "poisoned"]).await;
+    assert!(
+        again.ok && again.stdout.contains("no dead letter"),
+        "{}{}",
+        again.stdout,
+        again.stderr
+    );
+    let all = fleet_cli(&fleet, &["dead-letters", "replay", "--all"]).await;
+    assert!(
+        all.ok && all.stdout.contains("no dead letters"),
+        "{}",
+        all.stdout
+    );
+    let list = fleet_cli(&fleet, &["dead-letters", "list"]).await;
+    assert!(list.stdout.contains("no dead letters"), "{}", list.stdout);
+    // Nothing was delivered again: no pending order, no stream entry, the stock as it was.
+    let (pending, live): (i64, i64) = redis::pipe()
+        .zcard(keys.pending())
+        .xlen(keys.stream())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((pending, live), (0, 0));
+    let left: i64 = conn.hget(keys.inventory(), "broken").await.unwrap();
+    assert_eq!(left, 2, "still taken once");
+}
+
+fn order(event: &str, order_id: &str) -> OrderMessage {
+    OrderMessage {
+        id: EventId::parse("id", event).unwrap(),
+        order_id: OrderId::parse("orderId", order_id).unwrap(),
+        items: validate_lines([("a", 1u64)].into_iter()).unwrap(),
+    }
+}
+
+/// Writes a dead letter carrying `payload`, as the dead-lettering scripts do.
+async fn add_dead_letter(conn: &mut redis::aio::MultiplexedConnection, keys: &Keys, payload: &str) {
+    let _: String = conn
+        .xadd(
+            keys.dead_letter(),
+            "*",
+            &[
+                ("entry", ""),
+                ("order", payload),
+                ("reason", "apply failed after 5 deliveries: test"),
+                ("consumer", "c-9"),
+                ("deliveries", "5"),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_replay_keeps_what_it_cannot_replay_and_fails() {
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let channel = "orders";
+    let keys = Keys::new(&channel.parse().unwrap());
+    let record = |order_id: &str| keys.order(&OrderId::parse("orderId", order_id).unwrap());
+    // o-conflict's record belongs to another event; o-gone has no record; o-done was replayed
+    // before (its record is applied); one payload is no order at all.
+    let _: () = conn
+        .hset_multiple(
+            record("o-conflict"),
+            &[("id", "e-owner"), ("status", "applied"), ("message", "{}")],
+        )
+        .await
+        .unwrap();
+    let done = order("e-done", "o-done");
+    let _: () = conn
+        .hset_multiple(
+            record("o-done"),
+            &[
+                ("id", "e-done"),
+                ("status", "applied"),
+                ("message", done.to_json().as_str()),
+            ],
+        )
+        .await
+        .unwrap();
+    for payload in [
+        order("e-other", "o-conflict").to_json(),
+        order("e-gone", "o-gone").to_json(),
+        done.to_json(),
+        "not json".to_owned(),
+    ] {
+        add_dead_letter(&mut conn, &keys, &payload).await;
+    }
+
+    let run = cli(
+        &redis.url(),
+        channel,
+        DeliveryMode::Pubsub,
+        &["dead-letters", "replay", "--all"],
+    )
+    .await;
+    assert!(!run.ok, "some could not be replayed: {}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert!(
+        lines[0].contains("order o-conflict")
+            && lines[0].contains("belongs to event e-owner")
+            && lines[0].ends_with("kept"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("order o-gone") && lines[1].contains("no record"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("order o-done") && lines[2].contains("already applied"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("not replayable") && lines[3].contains("not an order"),
+        "{}",
+        lines[3]
+    );
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(dead, 3, "only the replayed-before one is deleted");
+    let status: String = conn.hget(record("o-conflict"), "status").await.unwrap();
+    assert_eq!(status, "applied", "another event's record is left alone");
+    let published: i64 = conn.zcard(keys.pending()).await.unwrap();
+    assert_eq!(published, 0, "nothing was delivered");
+
+    // A replay in the mode the order service does not deliver by would reach no consumer.
+    let _: () = conn.set(keys.delivery_mode(), "streams").await.unwrap();
+    let run = cli(
+        &redis.url(),
+        channel,
+        DeliveryMode::Pubsub,
+        &["dead-letters", "replay", "--all"],
+    )
+    .await;
+    assert!(!run.ok);
+    assert!(
+        run.stderr.contains("DELIVERY_MODE") && run.stderr.contains("`streams`"),
+        "{}",
+        run.stderr
+    );
+}
