@@ -245,6 +245,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_this_state_machine() {
+        let doc: String = include_str!("record.rs")
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .unwrap_or(l.trim_start_matches("//!"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let diagram = doc
+            .split("```text\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .expect("the module doc draws the state machine");
+        assert!(
+            include_str!("../../README.md").contains(diagram),
+            "README.md's state machine differs from record.rs's:\n{diagram}"
+        );
+    }
+
+    #[test]
     fn every_status_the_scripts_write_or_test_is_a_wire_name() {
         let scripts = [
             ("accept.lua", include_str!("lua/accept.lua")),
