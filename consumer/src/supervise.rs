@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use service::redis_version;
+use protocol::redis_version;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use protocol::group::ensure_consumer_group;
+use protocol::redis_version;
 use protocol::{DeliveryMode, Keys};
-use service::redis_version;
 use service::{Readiness, RedisArgs};
 use tokio_util::sync::CancellationToken;
 

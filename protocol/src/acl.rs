@@ -3,6 +3,7 @@
 //! `redis.call` too). The README's `ACL SETUSER` lines and the tests' users are rendered here.
 
 use crate::keys::{Channel, Keys};
+use crate::redis_version::Version;
 
 /// Which deployable a user is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,37 +18,13 @@ pub const DEFAULT_ORDER_SERVICE_USER: &str = "eo-order-service";
 /// What the rendered lines hold in place of the password.
 pub const PASSWORD_PLACEHOLDER: &str = "<password>";
 
-/// A Redis version, as far as the rules depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RedisVersion {
-    pub major: u16,
-    pub minor: u16,
-}
-
-impl RedisVersion {
-    /// Every rule: what a current managed Redis needs.
-    pub const LATEST: RedisVersion = RedisVersion {
-        major: u16::MAX,
-        minor: u16::MAX,
-    };
-
-    /// From `redis_version` as `INFO server` reports it (`7.0.15`); `None` if it is not one.
-    pub fn parse(version: &str) -> Option<Self> {
-        let mut parts = version.trim().split('.');
-        Some(RedisVersion {
-            major: parts.next()?.parse().ok()?,
-            minor: parts.next()?.parse().ok()?,
-        })
-    }
-}
-
 /// A command (or `command|subcommand`) a user may run, and the first Redis that has it: an older
 /// one refuses an ACL rule naming a command it does not know, and answers that command with
 /// "unknown subcommand" before any ACL check, so it needs no rule there.
 #[derive(Debug, Clone, Copy)]
 struct Allowed {
     command: &'static str,
-    since: Option<RedisVersion>,
+    since: Option<Version>,
 }
 
 const fn always(command: &'static str) -> Allowed {
@@ -57,7 +34,7 @@ const fn always(command: &'static str) -> Allowed {
     }
 }
 
-const REDIS_7_2: RedisVersion = RedisVersion { major: 7, minor: 2 };
+const REDIS_7_2: Version = Version(7, 2, 0);
 
 /// What every connection of ours sends besides its work: redis-rs names its library on connect
 /// (`CLIENT SETINFO`, Redis 7.2+), the version check reads `INFO server`, health checks `PING`.
@@ -138,7 +115,7 @@ pub fn setuser_args(
     user: &str,
     password: &str,
     channel: &Channel,
-    version: RedisVersion,
+    version: Version,
 ) -> Vec<String> {
     let specific = match role {
         Role::Consumer => CONSUMER,
@@ -167,26 +144,14 @@ pub fn setuser_args(
 /// One `ACL SETUSER` line (every rule, the password a placeholder), as the README shows it and
 /// as `redis-cli` takes it.
 pub fn render(role: Role, user: &str, channel: &Channel) -> String {
-    let args = setuser_args(
-        role,
-        user,
-        PASSWORD_PLACEHOLDER,
-        channel,
-        RedisVersion::LATEST,
-    );
+    let args = setuser_args(role, user, PASSWORD_PLACEHOLDER, channel, Version::LATEST);
     format!("ACL SETUSER {}", args.join(" "))
 }
 
 /// Every key of the fleet on `channel`. A literal prefix: channel names hold no glob character
 /// (`Channel` allows none), so the pattern cannot reach another fleet's keys.
 pub fn key_pattern(channel: &Channel) -> String {
-    let keys = Keys::new(channel);
-    let prefix = keys
-        .inventory()
-        .strip_suffix("inventory")
-        .expect("Keys::inventory is the fleet prefix followed by `inventory`")
-        .to_owned();
-    format!("{prefix}*")
+    format!("{}*", Keys::new(channel).prefix())
 }
 
 #[cfg(test)]
@@ -224,10 +189,10 @@ mod tests {
 
     #[test]
     fn a_redis_before_7_2_gets_no_rule_for_client_setinfo() {
-        let v7_0 = RedisVersion::parse("7.0.15").unwrap();
+        let v7_0 = "7.0.15".parse::<Version>().unwrap();
         let args = setuser_args(Role::Consumer, "u", "pw", &channel(), v7_0);
         assert!(!args.iter().any(|a| a.contains("setinfo")), "{args:?}");
-        let v7_2 = RedisVersion::parse("7.2.4").unwrap();
+        let v7_2 = "7.2.4".parse::<Version>().unwrap();
         let args = setuser_args(Role::Consumer, "u", "pw", &channel(), v7_2);
         assert!(args.contains(&"+client|setinfo".to_owned()), "{args:?}");
     }
@@ -239,7 +204,7 @@ mod tests {
             "u",
             "s3cret",
             &channel(),
-            RedisVersion::LATEST,
+            Version::LATEST,
         );
         assert_eq!(args[..3], ["u", "on", ">s3cret"]);
     }
@@ -306,7 +271,7 @@ mod tests {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let role = runner(&name)
                 .unwrap_or_else(|| panic!("{name} is new: say which role runs it in runner()"));
-            let args = setuser_args(role, "u", "pw", &channel(), RedisVersion::LATEST);
+            let args = setuser_args(role, "u", "pw", &channel(), Version::LATEST);
             let commands = script_commands(&std::fs::read_to_string(&path).unwrap());
             assert!(!commands.is_empty(), "{name} calls nothing");
             for command in commands {
@@ -318,15 +283,5 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 8, "only {checked} scripts found in {dir}");
-    }
-
-    #[test]
-    fn versions_parse_from_info_server() {
-        assert_eq!(
-            RedisVersion::parse("7.0.15"),
-            Some(RedisVersion { major: 7, minor: 0 })
-        );
-        assert_eq!(RedisVersion::parse("seven"), None);
-        assert!(RedisVersion::parse("7.4.1").unwrap() > REDIS_7_2);
     }
 }

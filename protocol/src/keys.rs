@@ -63,6 +63,11 @@ impl Keys {
         &self.channel
     }
 
+    /// What every key of this fleet starts with (`eo:{<channel>}:`), for ACL key patterns.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Hash item id -> units in stock.
     pub fn inventory(&self) -> String {
         format!("{}inventory", self.prefix)

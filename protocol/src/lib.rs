@@ -10,6 +10,7 @@ pub mod keys;
 pub mod message;
 pub mod order;
 pub mod record;
+pub mod redis_version;
 pub mod scripts;
 
 pub use delivery::DeliveryMode;

@@ -5,7 +5,6 @@ pub mod ops_http;
 pub mod redis_args;
 pub mod redis_client;
 pub mod redis_conn;
-pub mod redis_version;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -15,6 +15,11 @@ pub const FLOOR: Version = Version(6, 2, 0);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(pub u32, pub u32, pub u32);
 
+impl Version {
+    /// Newer than any release: what a current managed Redis accepts.
+    pub const LATEST: Version = Version(u32::MAX, u32::MAX, u32::MAX);
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.0, self.1, self.2)
