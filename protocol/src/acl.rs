@@ -164,6 +164,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_publishes_exactly_these_rules() {
+        let readme = include_str!("../../README.md");
+        for (role, user) in [
+            (Role::Consumer, DEFAULT_CONSUMER_USER),
+            (Role::OrderService, DEFAULT_ORDER_SERVICE_USER),
+        ] {
+            let line = render(role, user, &channel());
+            assert!(readme.contains(&line), "README.md lacks:\n{line}");
+        }
+    }
+
+    #[test]
     fn the_consumer_line_reads_as_the_readme_shows_it() {
         assert_eq!(
             render(Role::Consumer, DEFAULT_CONSUMER_USER, &channel()),
