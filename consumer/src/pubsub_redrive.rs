@@ -1,4 +1,4 @@
-//! Pub/Sub re-drive (holes 3, 4, 7, 8): every accepted order sits in the pending index until its
+//! Pub/Sub re-drive: every accepted order sits in the pending index until its
 //! apply removes it. Orders there longer than the lock TTL lost their holder (it crashed, or no
 //! replica was subscribed), so any live replica takes the lease and applies them.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use protocol::order::OrderId;
 use protocol::record;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Value};
 use service::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
@@ -138,23 +138,38 @@ async fn redrive_ids(
             Err(_) => stale.push(id),
         }
     }
+    // Each reply on its own: one record Redis cannot read must not stop the re-drive of every
+    // order behind it (a failed session re-drive would keep the replica unready for good).
     let mut pipe = redis::pipe();
+    pipe.ignore_errors();
     for order in &orders {
         pipe.hget(ctx.keys.order(order), record::field::MESSAGE);
     }
-    let payloads: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+    let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
     let mut messages = Vec::with_capacity(orders.len());
-    for (order, payload) in orders.iter().zip(payloads) {
-        match payload.map(|p| parse_or_report(ctx, &p)) {
-            Some(Ok(message)) => messages.push(message),
-            // The record is gone (deleted by hand; records only expire once done) or cannot be
-            // read: no replica can ever apply it, so keeping it pending would only re-drive it
-            // forever.
-            None | Some(Err(_)) => {
-                tracing::warn!(consumer = %ctx.name, order_id = %order, "pending order has no readable record; dropped from the pending index");
-                stale.push(order.as_str());
+    for (order, reply) in orders.iter().zip(replies) {
+        let unreadable = match reply {
+            Value::BulkString(payload) => match parse_or_report(ctx, &payload) {
+                Ok(message) => {
+                    messages.push(message);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            // Deleted by hand: records only expire once done.
+            Value::Nil => "the record is gone".to_owned(),
+            // Only a record of the wrong type is the record's fault; any other refusal (an ACL
+            // without HGET, a server loading) says nothing about the order: retry later.
+            Value::ServerError(e) if e.code() == "WRONGTYPE" => {
+                format!("the record is not a hash: {e}")
             }
-        }
+            Value::ServerError(e) => return Err(e.into()),
+            other => format!("unexpected reply {other:?}"),
+        };
+        // No replica can ever apply it, so keeping it pending would only re-drive it forever.
+        tracing::warn!(consumer = %ctx.name, order_id = %order, reason = unreadable,
+            "pending order has no readable record; dropped from the pending index");
+        stale.push(order.as_str());
     }
     if !stale.is_empty() {
         let _: i64 = conn.zrem(ctx.keys.pending(), &stale).await?;

@@ -211,6 +211,56 @@ async fn a_redrive_gets_past_a_score_shared_by_more_than_a_page() {
     }
 }
 
+/// A pending order whose record Redis cannot read (a key of the wrong type) is dropped from the
+/// pending index with a log line; it used to fail every re-drive, so the orders behind it were
+/// never re-driven and a replica starting its session never became ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_does_not_stop_the_redrive() {
+    let mut fleet = Fleet::new(DeliveryMode::Pubsub, LOCK_TTL_MS, false).await;
+    let keys = fleet.keys();
+    let mut conn = fleet.redis.connection().await;
+    let _: () = conn.hset(keys.inventory(), ITEMS[0], 1_000).await.unwrap();
+    let batch: Vec<OrderMessage> = ["a-broken", "b-good", "c-good"]
+        .into_iter()
+        .map(order)
+        .collect();
+    let refs: Vec<&OrderMessage> = batch.iter().collect();
+    scripts::accept_invocation(&keys, DeliveryMode::Pubsub, &refs)
+        .invoke_async::<redis::Value>(&mut conn)
+        .await
+        .unwrap();
+    let broken = keys.order(&batch[0].order_id);
+    let _: () = conn.del(&broken).await.unwrap();
+    let _: () = conn.set(&broken, "not a hash").await.unwrap();
+
+    // Its session starts with a full re-drive: it must become ready and apply the good ones.
+    fleet.start_consumer("c0", 0).await;
+    wait_until(
+        "the good orders to be applied",
+        Duration::from_secs(20),
+        || async {
+            let left: Vec<String> = fleet
+                .redis
+                .connection()
+                .await
+                .zrange(keys.pending(), 0, -1)
+                .await?;
+            anyhow::ensure!(left.is_empty(), "still pending: {left:?}");
+            Ok(())
+        },
+    )
+    .await;
+    for message in &batch[1..] {
+        let status: Option<String> = conn
+            .hget(keys.order(&message.order_id), field::STATUS)
+            .await
+            .unwrap();
+        assert_eq!(status.as_deref(), Some("applied"), "{}", message.order_id);
+    }
+    let untouched: String = conn.get(&broken).await.unwrap();
+    assert_eq!(untouched, "not a hash");
+}
+
 fn order(order_id: &str) -> OrderMessage {
     OrderMessage {
         id: EventId::new_v7(),
