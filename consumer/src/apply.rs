@@ -249,6 +249,15 @@ async fn count_refusals(ctx: &Context, refusals: &[scripts::Refusal<'_>]) {
                 );
             }
             RefusalOutcome::Done => {}
+            RefusalOutcome::Failed { error } => {
+                ctx.metrics.redis_errors.inc();
+                tracing::warn!(
+                    order_id,
+                    consumer,
+                    error,
+                    "could not count a refused apply; the order stays pending"
+                );
+            }
         }
     }
 }

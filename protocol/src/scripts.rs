@@ -283,6 +283,8 @@ pub enum RefusalOutcome {
     DeadLettered { count: u64 },
     /// Its record is final or belongs to another event: nothing counted.
     Done,
+    /// Redis refused to count this one (its count is not a number...): it stays pending.
+    Failed { error: String },
 }
 
 /// The outcomes of a refusal count, in the order of the batch.
@@ -300,6 +302,9 @@ pub fn parse_refused_reply(
                     ("counted", Ok(count)) => Some(RefusalOutcome::Counted { count }),
                     ("dead-lettered", Ok(count)) => Some(RefusalOutcome::DeadLettered { count }),
                     ("done", _) => Some(RefusalOutcome::Done),
+                    ("error", _) => Some(RefusalOutcome::Failed {
+                        error: two[1].clone(),
+                    }),
                     _ => None,
                 })
                 .collect::<Option<Vec<_>>>()
@@ -485,12 +490,27 @@ mod tests {
     #[test]
     fn parses_refusal_and_replay_outcomes() {
         assert_eq!(
-            parse_refused_reply(bulk(&["counted", "1", "dead-lettered", "5", "done", ""]), 3)
-                .unwrap(),
+            parse_refused_reply(
+                bulk(&[
+                    "counted",
+                    "1",
+                    "dead-lettered",
+                    "5",
+                    "done",
+                    "",
+                    "error",
+                    "ERR x"
+                ]),
+                4
+            )
+            .unwrap(),
             [
                 RefusalOutcome::Counted { count: 1 },
                 RefusalOutcome::DeadLettered { count: 5 },
-                RefusalOutcome::Done
+                RefusalOutcome::Done,
+                RefusalOutcome::Failed {
+                    error: "ERR x".into()
+                }
             ]
         );
         assert!(parse_refused_reply(bulk(&["counted", "x"]), 1).is_err());

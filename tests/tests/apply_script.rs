@@ -428,6 +428,55 @@ async fn a_pubsub_order_refused_max_deliveries_times_is_dead_lettered_with_its_r
     assert_eq!(dead, 1);
 }
 
+/// A starting-design publisher's order has no record until it is done: dead-lettering it writes
+/// one, so a late delivery finds it final instead of applying it.
+#[tokio::test]
+async fn an_order_without_a_record_is_dead_lettered_with_one_and_stays_final() {
+    use scripts::RefusalOutcome::*;
+    let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
+    let o = order("legacy", &[("a", 1)]);
+    for count in 1..3 {
+        assert_eq!(refuse(&mut conn, &keys, &o).await, Counted { count });
+    }
+    assert_eq!(
+        refuse(&mut conn, &keys, &o).await,
+        DeadLettered { count: 3 }
+    );
+    let record: HashMap<String, String> = conn.hgetall(keys.order(&o.order_id)).await.unwrap();
+    assert_eq!(record["status"], "dead-lettered");
+    assert_eq!(record["id"], o.id.as_str());
+    assert_eq!(record["message"], o.to_json());
+    // The cause is fixed, and a late delivery arrives: the record is final.
+    let _: () = conn.hset(keys.inventory(), "a", 4).await.unwrap();
+    assert_eq!(labels(&apply(&mut conn, &keys, &[o]).await), ["duplicate"]);
+    let stock: i64 = conn.hget(keys.inventory(), "a").await.unwrap();
+    assert_eq!(stock, 4, "nothing taken");
+}
+
+/// One order whose count Redis cannot increment does not stop the count of the others.
+#[tokio::test]
+async fn a_count_redis_refuses_fails_only_its_order() {
+    use scripts::RefusalOutcome::*;
+    let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
+    let (broken, fine) = (order("broken", &[("a", 1)]), order("fine", &[("a", 1)]));
+    let _: () = conn
+        .hset(keys.refusals(), broken.order_id.as_str(), "many")
+        .await
+        .unwrap();
+    let error = "stock of item a is not a whole number Redis can decrement: 1.5";
+    let refusals = [&broken, &fine].map(|message| scripts::Refusal { message, error });
+    let reply = scripts::refused_invocation(&keys, &SETTLER, 3, &refusals)
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    let outcomes = scripts::parse_refused_reply(reply, 2).unwrap();
+    assert!(
+        matches!(&outcomes[0], Failed { error } if error.contains("not an integer")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], Counted { count: 1 });
+}
+
 #[tokio::test]
 async fn an_order_done_after_some_refusals_loses_its_count() {
     let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;

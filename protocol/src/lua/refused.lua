@@ -9,7 +9,8 @@
 -- ARGV: 1 consumer, 2 retention ms, 3 dead-letter stream maxlen, 4 max deliveries, then per
 --       order: order id, event id, message JSON (the payload if the record has none), error
 -- Returns two strings per order: 'counted' | 'dead-lettered' | 'done' (its record is final or
--- belongs to another event: nothing to count), then the count ('' for 'done').
+-- belongs to another event: nothing to count), then the count ('' for 'done'); or 'error' and
+-- what Redis said (that order's count is unchanged; the others are counted all the same).
 local refusals, pending, dead_letter = KEYS[1], KEYS[2], KEYS[3]
 local consumer, retention, maxlen, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
@@ -37,7 +38,7 @@ local function refused(record, order_id, id, message, error_text)
   end
   local reason = 'apply failed after ' .. n .. ' deliveries: ' .. error_text
   add_dead_letter(dead_letter, maxlen, '', recorded or message, reason, consumer, tostring(n))
-  mark_dead_lettered(record, reason, consumer, retention)
+  mark_dead_lettered(record, reason, consumer, retention, id, recorded or message)
   redis.call('ZREM', pending, order_id)
   redis.call('HDEL', refusals, order_id)
   return 'dead-lettered', tostring(n)
@@ -46,8 +47,12 @@ end
 local out = {}
 local a = 5
 for k = 4, #KEYS do
-  local outcome, count = refused(KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  -- One order's error (a count that is not a number) must not stop the orders behind it.
+  local ok, outcome, count = pcall(refused, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
   a = a + 4
+  if not ok then
+    outcome, count = 'error', type(outcome) == 'table' and outcome.err or tostring(outcome)
+  end
   out[#out + 1] = outcome
   out[#out + 1] = count
 end
