@@ -148,7 +148,7 @@ pub struct RedisSpec {
     /// plain text in the resource: use `urlSecretRef` when the URL carries a password, or keep
     /// the password in `credentialsSecretRef`. With `tls` set it must be `rediss://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), regex(pattern = r"^rediss?://[^\s]+$"))]
+    #[schemars(length(max = 2048), regex(pattern = r"^rediss?://[^\s#]+$"))]
     pub url: Option<String>,
 
     /// A key of a Secret in this namespace whose value is the Redis URL. With `tls` set, the
@@ -208,7 +208,7 @@ pub struct CredentialsSecretRef {
 /// How the consumers verify the Redis server and prove who they are, over `rediss://`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.caSecretRef) && has(self.insecureSkipVerifyForTestsOnly) && self.insecureSkipVerifyForTestsOnly)").message("redis.tls: set caSecretRef or insecureSkipVerifyForTestsOnly, not both: a CA to verify the server against contradicts skipping verification"))]
+#[x_kube(validation = Rule::new("!(has(self.insecureSkipVerifyForTestsOnly) && self.insecureSkipVerifyForTestsOnly && (has(self.caSecretRef) || has(self.clientCertSecretRef)))").message("redis.tls: insecureSkipVerifyForTestsOnly excludes caSecretRef and clientCertSecretRef: a CA to verify the server against contradicts skipping verification, and the consumer presents a client certificate only on a verified connection"))]
 pub struct RedisTls {
     /// A Secret key holding the PEM bundle of the CAs that sign the Redis server's
     /// certificate (e.g. a private CA, or the ElastiCache/Memorystore server CA). Mounted

@@ -167,7 +167,7 @@ fn ranges_and_patterns_are_enforced_by_the_schema() {
     );
     assert_eq!(
         p["redis"]["properties"]["url"]["pattern"],
-        json!(r"^rediss?://[^\s]+$")
+        json!(r"^rediss?://[^\s#]+$")
     );
     assert_eq!(
         p["imagePullPolicy"]["enum"],
@@ -399,8 +399,9 @@ mod cel {
     }
 
     #[test]
-    fn insecure_skip_verify_contradicts_a_ca() {
-        let contradiction = "set caSecretRef or insecureSkipVerifyForTestsOnly, not both";
+    fn insecure_skip_verify_contradicts_a_ca_and_a_client_certificate() {
+        let contradiction =
+            "insecureSkipVerifyForTestsOnly excludes caSecretRef and clientCertSecretRef";
         let both = cr_with_redis(
             "a",
             json!({"url": "rediss://r", "tls": {
@@ -414,7 +415,16 @@ mod cel {
                 "clientCertSecretRef": {"name": "client"}, "insecureSkipVerifyForTestsOnly": true
             }}),
         );
-        assert_eq!(errors(&insecure), "");
+        assert!(
+            errors(&insecure).contains(contradiction),
+            "{}",
+            errors(&insecure)
+        );
+        let alone = cr_with_redis(
+            "a",
+            json!({"url": "rediss://r", "tls": {"insecureSkipVerifyForTestsOnly": true}}),
+        );
+        assert_eq!(errors(&alone), "");
         let verified = cr_with_redis(
             "a",
             json!({"url": "rediss://r", "tls": {

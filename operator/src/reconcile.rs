@@ -142,6 +142,15 @@ pub fn secret_problem(secret: Option<&Secret>, need: &SecretNeed) -> Option<Prob
                 )
             };
             let url = String::from_utf8_lossy(&value.0);
+            // A `#insecure` fragment would skip TLS verification; the consumer refuses any.
+            let (url, rule) = if url.contains('#') {
+                (
+                    "",
+                    "must not carry a #fragment (spec.redis.tls.insecureSkipVerifyForTestsOnly is the only way to skip verification)",
+                )
+            } else {
+                (url.as_ref(), rule)
+            };
             if !schemes.iter().any(|s| url.trim().starts_with(s)) {
                 return Some(Problem {
                     reason: "InvalidRedisUrl".into(),

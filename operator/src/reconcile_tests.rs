@@ -84,6 +84,25 @@ fn a_value_that_is_not_a_redis_url_is_refused_without_quoting_it() {
 }
 
 #[test]
+fn a_url_with_a_fragment_is_refused_it_could_skip_tls_verification() {
+    let p = secret_problem(
+        Some(&secret(&[(
+            "url",
+            "rediss://:hunter2@redis:6380/#insecure",
+        )])),
+        &url_need(),
+    )
+    .expect("a problem");
+    assert_eq!(p.reason, "InvalidRedisUrl");
+    assert!(
+        p.message.contains("must not carry a #fragment"),
+        "{}",
+        p.message
+    );
+    assert!(!p.message.contains("hunter2"), "{}", p.message);
+}
+
+#[test]
 fn a_good_secret_is_no_problem() {
     assert_eq!(
         secret_problem(

@@ -70,7 +70,7 @@ pub enum RedisConfigError {
         endpoint: String,
     },
     #[error(
-        "{setting} conflicts with {}: verify with a CA, or skip verification (tests only), not both",
+        "{setting} conflicts with {}: skipping verification (tests only) takes no CA and no client certificate",
         protocol::env::REDIS_TLS_INSECURE_SKIP_VERIFY
     )]
     VerifyAndSkip { setting: &'static str },

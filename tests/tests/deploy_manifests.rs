@@ -166,6 +166,27 @@ fn chart_refuses_bad_values_naming_the_field() {
             with(&own_redis, "redis.credentialsSecret.usernameKey=user"),
             "redis.credentialsSecret.name",
         ),
+        // Skipping verification takes no CA and no client certificate; a URL fragment could
+        // skip it behind the setting's back.
+        (
+            [
+                &own_redis[..],
+                &[
+                    "redis.tls.enabled=true",
+                    "redis.tls.insecureSkipVerifyForTestsOnly=true",
+                    "redis.tls.clientCertSecret.name=client",
+                ],
+            ]
+            .concat(),
+            "redis.tls.insecureSkipVerifyForTestsOnly",
+        ),
+        (
+            vec![
+                "redis.enabled=false",
+                "redis.url=rediss://u:s3cret@r:6380/#insecure",
+            ],
+            "redis.url",
+        ),
     ] {
         let args = helm_args(&["template", "eo", CHART], &sets);
         let what = format!("helm {}", args.join(" "));
@@ -682,12 +703,14 @@ fn managed_redis_gives_the_order_service_and_the_fleet_the_same_secrets() {
         ),
         (
             helm_template(&sets(&[
+                "redis.tls.caSecret.name=",
                 "redis.tls.clientCertSecret.name=",
                 "redis.tls.insecureSkipVerifyForTestsOnly=true",
                 "redis.credentialsSecret.usernameKey=",
             ])),
             {
                 let mut access = no_client_cert.clone();
+                access["ca"] = Value::Null;
                 access["credentials"]["usernameKey"] = Value::Null;
                 access["insecureSkipVerify"] = json!(true);
                 access
@@ -736,6 +759,16 @@ fn changing_a_managed_redis_value_rolls_the_order_service() {
         (render.what.clone(), order["spec"]["template"].clone())
     };
     let (_, before) = template(&[]);
+    // Skipping verification takes no CA and no client certificate: compared on its own.
+    let (_, verified) = template(&[
+        "redis.tls.caSecret.name=",
+        "redis.tls.clientCertSecret.name=",
+    ]);
+    let (what, skipped) = template(&[
+        "redis.tls.caSecret.name=",
+        "redis.tls.clientCertSecret.name=",
+        "redis.tls.insecureSkipVerifyForTestsOnly=true",
+    ]);
     let mut problems = Vec::new();
     for change in [
         "redis.url=rediss://other.example.com:6380",
@@ -745,12 +778,14 @@ fn changing_a_managed_redis_value_rolls_the_order_service() {
         "redis.tls.caSecret.name=other",
         "redis.tls.caSecret.key=bundle.pem",
         "redis.tls.clientCertSecret.name=other",
-        "redis.tls.insecureSkipVerifyForTestsOnly=true",
     ] {
         let (what, after) = template(&[change]);
         if after == before {
             problems.push(what);
         }
+    }
+    if skipped == verified {
+        problems.push(what);
     }
     assert_no_problems("the order service's pod template is unchanged", &problems);
 }

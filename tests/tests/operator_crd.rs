@@ -111,7 +111,7 @@ async fn invalid_specs_are_rejected_naming_the_field() {
             }}}),
             &[
                 "spec.redis.tls",
-                "set caSecretRef or insecureSkipVerifyForTestsOnly, not both",
+                "insecureSkipVerifyForTestsOnly excludes caSecretRef and clientCertSecretRef",
             ][..],
         ),
         (

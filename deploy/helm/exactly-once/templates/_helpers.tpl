@@ -83,6 +83,11 @@ Redis, which has no TLS, users or password. Never prints the URL: it may hold a 
 {{- fail "redis.tls.enabled is true but the Redis is the bundled one, which does not speak TLS: set redis.url (rediss://...) or redis.existingSecret to your own Redis" -}}
 {{- else if and $redis.url (not (hasPrefix "rediss://" $redis.url)) -}}
 {{- fail "redis.tls.enabled is true but redis.url does not start with rediss://: TLS needs a rediss:// URL" -}}
+{{- else if and $tls.insecureSkipVerifyForTestsOnly (or $tls.caSecret.name $tls.clientCertSecret.name) -}}
+{{- fail "redis.tls.insecureSkipVerifyForTestsOnly excludes redis.tls.caSecret.name and redis.tls.clientCertSecret.name: skipping verification takes no CA and no client certificate" -}}
+{{- end -}}
+{{- if and $redis.url (contains "#" $redis.url) -}}
+{{- fail "redis.url must not carry a #fragment: #insecure would skip TLS verification (redis.tls.insecureSkipVerifyForTestsOnly is the only way, for tests)" -}}
 {{- end -}}
 {{- end }}
 
