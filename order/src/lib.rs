@@ -73,19 +73,24 @@ async fn watch_redis(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut announcing = true;
     // The last verdict logged: the first failure, and each new one, is logged once.
-    let mut logged: Option<Result<(), String>> = None;
+    // The errors logged since Redis was last available: each is logged once per outage, however
+    // they alternate (a scheme mismatch answers with a reset one time, a closed stream the next).
+    let mut logged: Option<std::collections::HashSet<String>> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let mut conn = store.conn.clone();
+        let was_ready = readiness.get();
         let verdict: Result<(), String> = async {
             let text = |e: redis::RedisError| e.to_string();
-            redis::cmd("PING")
-                .query_async::<()>(&mut conn)
+            // Every tick, not only on coming up: a failover can land on another server between
+            // two ticks without the connection ever failing a PING.
+            let server = redis_version::check_server(&mut conn)
                 .await
-                .map_err(text)?;
+                .map_err(text)?
+                .map_err(|refused| refused.to_string())?;
             // A Redis that refuses writes (full, with noeviction) still serves reads and answers
             // new orders with 503: that costs the announcement, not readiness.
             let announced = store.announce_delivery_mode(mode).await;
@@ -96,25 +101,22 @@ async fn watch_redis(
                     Err(e) => tracing::warn!(error = %e, "cannot announce the delivery mode"),
                 }
             }
-            if !readiness.get() {
-                let server = redis_version::check_server(&mut conn)
-                    .await
-                    .map_err(text)?
-                    .map_err(|refused| refused.to_string())?;
-                tracing::info!(redis = endpoint, %server, "connected to Redis");
+            if !was_ready {
                 if mode == DeliveryMode::Streams {
                     ensure_consumer_group(&mut conn, &store.keys)
                         .await
                         .map_err(text)?;
                 }
+                tracing::info!(ready = true, redis = endpoint, %server, "Redis available");
             }
             Ok(())
         }
         .await;
-        if logged.as_ref() != Some(&verdict) {
-            match &verdict {
-                Ok(()) => tracing::info!(ready = true, redis = endpoint, "Redis available"),
-                Err(error) => {
+        match &verdict {
+            Ok(()) => logged = None,
+            Err(error) => {
+                let logged = logged.get_or_insert_with(Default::default);
+                if logged.insert(error.clone()) {
                     let hint = redis_args.hint(error);
                     tracing::warn!(
                         ready = false,
@@ -122,10 +124,9 @@ async fn watch_redis(
                         error,
                         hint,
                         "Redis unavailable"
-                    )
+                    );
                 }
             }
-            logged = Some(verdict.clone());
         }
         readiness.set(verdict.is_ok());
     }

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManagerConfig;
 use crate::redis_client::{self, ClientSpec, Password, RedisConfigError, TlsFiles};
 use crate::redis_conn::RedisConn;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct RedisArgs {
     /// Redis that records orders and keeps inventory: `redis://[user:password@]host:port[/db]`,
     /// or `rediss://...` for TLS.
@@ -57,6 +57,26 @@ pub struct RedisArgs {
     /// service and its consumers must agree.
     #[arg(long, env = env::DELIVERY_MODE, default_value = "pubsub")]
     pub delivery_mode: DeliveryMode,
+}
+
+/// By hand: the URL may carry a password, so only its endpoint is shown.
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("redis_url", &self.endpoint())
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &self.redis_password)
+            .field("redis_tls_ca_file", &self.redis_tls_ca_file)
+            .field("redis_tls_cert_file", &self.redis_tls_cert_file)
+            .field("redis_tls_key_file", &self.redis_tls_key_file)
+            .field(
+                "redis_tls_insecure_skip_verify",
+                &self.redis_tls_insecure_skip_verify,
+            )
+            .field("channel", &self.channel)
+            .field("delivery_mode", &self.delivery_mode)
+            .finish()
+    }
 }
 
 impl RedisArgs {
@@ -157,7 +177,11 @@ mod tests {
             "flag-secret",
         ])
         .unwrap();
-        assert!(!format!("{:?}", args.redis_password).contains("flag-secret"));
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("flag-secret") && !debug.contains("in-url-secret"),
+            "{debug}"
+        );
         assert_eq!(args.endpoint(), "redis://u@r:6379");
     }
 }

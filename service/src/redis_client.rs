@@ -44,8 +44,9 @@ impl TlsFiles<'_> {
     }
 }
 
-/// Everything that says how to reach and log in to Redis.
-#[derive(Debug, Clone, Copy)]
+/// Everything that says how to reach and log in to Redis (no `Debug`: the URL may hold a
+/// password).
+#[derive(Clone, Copy)]
 pub struct ClientSpec<'a> {
     pub url: &'a str,
     pub username: Option<&'a str>,
