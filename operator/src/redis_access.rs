@@ -89,7 +89,7 @@ struct SecretMount {
 ///
 /// Rotation: a change of the referenced Secret *names* changes the pod template and so rolls
 /// the pods. A change of a Secret's *content* does not (env from secretKeyRef is read at pod
-/// start); rolling on content is issue 10's (a Secret watch and a rollout hash).
+/// start); rolling on a content change needs a Secret watch and a rollout hash, not built yet.
 fn secret_mounts(redis: &RedisSpec) -> Vec<SecretMount> {
     let Some(tls) = &redis.tls else {
         return Vec::new();

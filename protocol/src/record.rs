@@ -244,6 +244,24 @@ mod tests {
         found
     }
 
+    /// apply.lua decides "done before" with one condition over the status: it must name exactly
+    /// the statuses this machine calls final, or a delivery could move a final record.
+    #[test]
+    fn apply_treats_exactly_the_final_statuses_as_done() {
+        let condition = include_str!("lua/apply.lua")
+            .lines()
+            .find(|l| l.trim_start().starts_with("if status == "))
+            .expect("apply.lua tests the record's status in one `if status == ...` line");
+        let named: std::collections::BTreeSet<&str> =
+            condition.split('\'').skip(1).step_by(2).collect();
+        let finals: std::collections::BTreeSet<&str> = Status::ALL
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(named, finals, "{condition}");
+    }
+
     #[test]
     fn the_readme_shows_this_state_machine() {
         let doc: String = include_str!("record.rs")
