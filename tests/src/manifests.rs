@@ -1,6 +1,7 @@
 //! What `deploy/` ships, rendered without a cluster: the kustomize entry points and the Helm
 //! chart through our own kubectl and helm (tests/k8s/build.sh's, not whatever is on PATH), read
-//! back as JSON objects, with the readers the manifest checks share.
+//! back as JSON objects, with the readers the manifest checks share. Readers of one concern live
+//! in submodules: the `restricted` Pod Security Standard, and managed Redis's credentials and TLS.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -10,6 +11,9 @@ use std::sync::OnceLock;
 use crate::control_plane::KubectlOutput;
 use k8s_openapi::serde::Deserialize;
 use serde_json::{Value, json};
+
+pub mod pod_security;
+pub mod redis_access;
 
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 pub const CHART: &str = "deploy/helm/exactly-once";
@@ -22,17 +26,6 @@ pub const OPERATOR_IMAGE: &str = "exactlyonce/operator";
 pub const ORDER_SERVICE_IMAGE: &str = "exactlyonce/order-service";
 pub const CONSUMER_IMAGE: &str = "exactlyonce/inventory-consumer";
 pub const SAMPLE: &str = "inventory";
-/// The only volume types the `restricted` Pod Security Standard admits.
-pub const RESTRICTED_VOLUMES: [&str; 8] = [
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-];
 
 // ---- the tools ----
 
