@@ -2,6 +2,7 @@
 //! an order dead-lettered in either mode is listed with its reason, replayed once its cause is
 //! fixed, applied once, and a second replay changes nothing and says so.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use e2e::bins::workspace_binary;
@@ -107,9 +108,12 @@ async fn a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once(mo
             && line.contains("item broken is not a whole number"),
         "{line}"
     );
+    // JSON Lines: one object per dead letter, each on its own line.
     let json = fleet_cli(&fleet, &["dead-letters", "list", "--json"]).await;
-    let letter: serde_json::Value =
-        serde_json::from_str(json.stdout.trim()).expect("one JSON object");
+    let objects = json_lines(&json.stdout);
+    let [letter] = objects.as_slice() else {
+        panic!("one dead letter: {}", json.stdout)
+    };
     assert_eq!(letter["orderId"], "poisoned");
     assert_eq!(letter["deliveries"], 2);
     assert!(letter["timeMs"].as_u64().is_some(), "{letter}");
@@ -179,18 +183,46 @@ fn order(event: &str, order_id: &str) -> OrderMessage {
     }
 }
 
-/// Writes a dead letter carrying `payload`, as the dead-lettering scripts do.
+/// `list --json`'s output, one object per line.
+fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+/// The fields of a dead letter carrying `payload`, as the dead-lettering scripts write them.
+fn dead_letter_fields(payload: &str) -> [(&str, &str); 5] {
+    [
+        ("entry", ""),
+        ("order", payload),
+        ("reason", "apply failed after 5 deliveries: test"),
+        ("consumer", "c-9"),
+        ("deliveries", "5"),
+    ]
+}
+
+/// Writes a dead letter carrying `payload`.
 async fn add_dead_letter(conn: &mut redis::aio::MultiplexedConnection, keys: &Keys, payload: &str) {
     let _: String = conn
-        .xadd(
-            keys.dead_letter(),
-            "*",
+        .xadd(keys.dead_letter(), "*", &dead_letter_fields(payload))
+        .await
+        .unwrap();
+}
+
+/// Writes the applied record of `message`, as a replay before this one leaves it.
+async fn add_applied_record(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    message: &OrderMessage,
+) {
+    let _: () = conn
+        .hset_multiple(
+            keys.order(&message.order_id),
             &[
-                ("entry", ""),
-                ("order", payload),
-                ("reason", "apply failed after 5 deliveries: test"),
-                ("consumer", "c-9"),
-                ("deliveries", "5"),
+                ("id", message.id.as_str()),
+                ("status", "applied"),
+                ("message", message.to_json().as_str()),
             ],
         )
         .await
@@ -214,17 +246,7 @@ async fn a_replay_keeps_what_it_cannot_replay_and_fails() {
         .await
         .unwrap();
     let done = order("e-done", "o-done");
-    let _: () = conn
-        .hset_multiple(
-            record("o-done"),
-            &[
-                ("id", "e-done"),
-                ("status", "applied"),
-                ("message", done.to_json().as_str()),
-            ],
-        )
-        .await
-        .unwrap();
+    add_applied_record(&mut conn, &keys, &done).await;
     for payload in [
         order("e-other", "o-conflict").to_json(),
         order("e-gone", "o-gone").to_json(),
@@ -287,5 +309,78 @@ async fn a_replay_keeps_what_it_cannot_replay_and_fails() {
         run.stderr.contains("DELIVERY_MODE") && run.stderr.contains("`streams`"),
         "{}",
         run.stderr
+    );
+}
+
+/// Both commands read the stream a page (1,000 entries) at a time, never whole: across pages
+/// every dead letter is listed once and in order, and a replay by orderId finds each of the
+/// order's dead letters on whichever page, deletes them behind its cursor without losing its
+/// place, and names the orderId that has none at the end.
+#[tokio::test]
+async fn list_and_replay_read_the_stream_page_by_page() {
+    const LETTERS: usize = 2_500;
+    let redis = RedisServer::start(false).await;
+    let mut conn = redis.connection().await;
+    let channel = "orders";
+    let keys = Keys::new(&channel.parse().unwrap());
+    // o-late was replayed before; its two dead letters sit on the first page and on the last.
+    let late = order("e-late", "o-late");
+    add_applied_record(&mut conn, &keys, &late).await;
+    let mut pipe = redis::pipe();
+    for n in 0..LETTERS {
+        let payload = if n == 5 || n == LETTERS - 5 {
+            late.to_json()
+        } else {
+            order(&format!("e-{n}"), &format!("o-{n}")).to_json()
+        };
+        pipe.xadd(keys.dead_letter(), "*", &dead_letter_fields(&payload))
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let written: Vec<(String, HashMap<String, String>)> =
+        conn.xrange_all(keys.dead_letter()).await.unwrap();
+    let written: Vec<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(written.len(), LETTERS);
+
+    let url = redis.url();
+    let run = |args| cli(&url, channel, DeliveryMode::Pubsub, args);
+    let list = run(&["dead-letters", "list"]).await;
+    assert!(list.ok, "{}", list.stderr);
+    let listed: Vec<&str> = list
+        .stdout
+        .lines()
+        .map(|line| line.split_once(' ').expect("the entry id first").0)
+        .collect();
+    assert_eq!(listed, written, "each dead letter once, oldest first");
+    let json = run(&["dead-letters", "list", "--json"]).await;
+    assert!(json.ok, "{}", json.stderr);
+    let objects = json_lines(&json.stdout);
+    let listed: Vec<&str> = objects
+        .iter()
+        .map(|o| o["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(listed, written, "each dead letter once, oldest first");
+
+    let replay = run(&["dead-letters", "replay", "o-never", "o-late"]).await;
+    assert!(replay.ok, "{}{}", replay.stdout, replay.stderr);
+    let lines: Vec<&str> = replay.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", replay.stdout);
+    for (line, id) in lines[..2].iter().zip([written[5], written[LETTERS - 5]]) {
+        assert!(
+            line.starts_with(&format!("order o-late (dead letter {id})"))
+                && line.contains("already applied"),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[2].starts_with("order o-never: no dead letter"),
+        "{}",
+        lines[2]
+    );
+    let dead: usize = conn.xlen(keys.dead_letter()).await.unwrap();
+    assert_eq!(
+        dead,
+        LETTERS - 2,
+        "both of o-late's dead letters are deleted"
     );
 }
