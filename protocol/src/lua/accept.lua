@@ -16,16 +16,13 @@
 local pending, stream = KEYS[1], KEYS[2]
 local mode, channel = ARGV[1], ARGV[2]
 local waiting = {}
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = now_ms()
 
 -- The batch's shared keys must be of the right type before anything is written: a write to
 -- them failing half-way through would leave orders recorded but not delivered.
-for key, want in pairs({[pending] = 'zset', [stream] = 'stream'}) do
-  local have = redis.call('TYPE', key).ok
-  if have ~= 'none' and have ~= want then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
-  end
+local mistyped = wrong_type({[pending] = 'zset', [stream] = 'stream'})
+if mistyped then
+  return mistyped
 end
 
 -- Every read that could fail (a record key of the wrong type) comes before the writes, so an

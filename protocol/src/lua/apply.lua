@@ -28,12 +28,10 @@ local now = now_ms()
 
 -- The batch's shared keys must be of the right type before anything is written: the writes at
 -- the end of this script come after every order's record, and must not fail.
-for key, want in pairs({[pending] = 'zset', [stream] = 'stream', [dead_letter] = 'stream',
-                        [refusals] = 'hash'}) do
-  local have = redis.call('TYPE', key).ok
-  if have ~= 'none' and have ~= want then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
-  end
+local mistyped = wrong_type({[pending] = 'zset', [stream] = 'stream', [dead_letter] = 'stream',
+                             [refusals] = 'hash'})
+if mistyped then
+  return mistyped
 end
 
 -- Where each order's arguments start, where its lines are, and every item the batch names.

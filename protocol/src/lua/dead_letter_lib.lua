@@ -1,12 +1,6 @@
--- The one definition of dead-lettering an order, prepended by scripts.rs to every script that
--- does it (apply.lua, dead_letter.lua, refused.lua): what a dead letter carries, how the stream
--- is bounded, and how the order's record says so.
-
--- Now, in ms, by Redis' clock (the clock every record's times come from).
-local function now_ms()
-  local t = redis.call('TIME')
-  return tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-end
+-- The one definition of dead-lettering an order, put by scripts/mod.rs in front of every script
+-- that does it (apply.lua, dead_letter.lua, refused.lua), after common_lib.lua: what a dead
+-- letter carries, how the stream is bounded, and how the order's record says so.
 
 -- Appends a dead letter: the stream entry it came from ('' in pubsub), the payload as it
 -- arrived, why, the consumer that gave up, and after how many deliveries ('' if not counted).

@@ -14,11 +14,9 @@
 local refusals, pending, dead_letter = KEYS[1], KEYS[2], KEYS[3]
 local consumer, retention, maxlen, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
-for key, want in pairs({[refusals] = 'hash', [pending] = 'zset', [dead_letter] = 'stream'}) do
-  local have = redis.call('TYPE', key).ok
-  if have ~= 'none' and have ~= want then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
-  end
+local mistyped = wrong_type({[refusals] = 'hash', [pending] = 'zset', [dead_letter] = 'stream'})
+if mistyped then
+  return mistyped
 end
 
 local function refused(record, order_id, id, message, error_text)

@@ -13,12 +13,10 @@
 local dead_letter, stream, pending, refusals, record = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local mode, channel, entry, order_id, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-for key, want in pairs({[dead_letter] = 'stream', [stream] = 'stream', [pending] = 'zset',
-                        [refusals] = 'hash', [record] = 'hash'}) do
-  local have = redis.call('TYPE', key).ok
-  if have ~= 'none' and have ~= want then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' is a ' .. have .. ', not a ' .. want)
-  end
+local mistyped = wrong_type({[dead_letter] = 'stream', [stream] = 'stream', [pending] = 'zset',
+                             [refusals] = 'hash', [record] = 'hash'})
+if mistyped then
+  return mistyped
 end
 
 if #redis.call('XRANGE', dead_letter, entry, entry) == 0 then
@@ -33,8 +31,7 @@ if owner ~= id then
   return {'conflict', owner or ''}
 end
 if status == 'dead-lettered' then
-  local t = redis.call('TIME')
-  local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  local now = now_ms()
   -- Accepted again: not done, so it must stay until applied (no expiry), with a fresh count.
   redis.call('HSET', record, 'status', 'accepted')
   redis.call('HDEL', record, 'reason', 'consumer', 'doneAt')

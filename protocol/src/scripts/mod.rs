@@ -21,11 +21,19 @@ pub use dead_letter::{
     ReplayOutcome, dead_letter_entry_invocation, parse_replay_reply, replay_invocation,
 };
 
-/// A script that dead-letters orders, with the one definition of doing so in front of it
-/// (Redis scripts cannot import one another).
+/// A script that writes orders, with what such scripts share in front of it (Redis scripts
+/// cannot import one another).
+macro_rules! with_common {
+    ($file:literal) => {
+        concat!(include_str!("../lua/common_lib.lua"), include_str!($file))
+    };
+}
+
+/// A script that dead-letters orders, with the one definition of doing so in front of it.
 macro_rules! dead_lettering {
     ($file:literal) => {
         concat!(
+            include_str!("../lua/common_lib.lua"),
             include_str!("../lua/dead_letter_lib.lua"),
             include_str!($file)
         )
@@ -33,7 +41,7 @@ macro_rules! dead_lettering {
 }
 
 pub static ACCEPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("../lua/accept.lua")));
+    LazyLock::new(|| redis::Script::new(with_common!("../lua/accept.lua")));
 pub static APPLY: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(dead_lettering!("../lua/apply.lua")));
 pub static RELEASE: LazyLock<redis::Script> =
@@ -43,7 +51,7 @@ pub static DEAD_LETTER: LazyLock<redis::Script> =
 pub static REFUSED: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(dead_lettering!("../lua/refused.lua")));
 pub static REPLAY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("../lua/replay.lua")));
+    LazyLock::new(|| redis::Script::new(with_common!("../lua/replay.lua")));
 pub static FORGET_CONSUMERS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../lua/forget_consumers.lua")));
 
@@ -142,14 +150,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dead_lettering_scripts_carry_the_one_definition() {
-        for script in [&*APPLY, &*DEAD_LETTER, &*REFUSED] {
-            let code = script.get_hash();
-            assert!(!code.is_empty());
+    fn the_scripts_that_write_orders_carry_the_shared_definitions() {
+        let common = include_str!("../lua/common_lib.lua");
+        let dead_letter = include_str!("../lua/dead_letter_lib.lua");
+        for script in [
+            with_common!("../lua/accept.lua"),
+            with_common!("../lua/replay.lua"),
+        ] {
+            assert!(script.starts_with(common));
         }
-        assert!(
-            dead_lettering!("../lua/refused.lua")
-                .starts_with(include_str!("../lua/dead_letter_lib.lua"))
-        );
+        for script in [
+            dead_lettering!("../lua/apply.lua"),
+            dead_lettering!("../lua/dead_letter.lua"),
+            dead_lettering!("../lua/refused.lua"),
+        ] {
+            assert!(script.starts_with(&format!("{common}{dead_letter}")));
+        }
     }
 }
