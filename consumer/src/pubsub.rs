@@ -67,8 +67,9 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
         worked
     };
     // The listener ends on shutdown, when the subscription closes or when a ping is missed, and
-    // drops the queue's sender; the workers then finish what they hold and what is queued, and
-    // stop.
+    // drops the queue's sender. On a lost subscription the workers then apply what is queued
+    // and stop; on shutdown they finish only the batch they hold, and what is still queued
+    // waits in the pending index for the next re-drive (of this replica or another).
     let (listened, worked) = tokio::join!(hear, work);
     worked.and(listened)
 }
