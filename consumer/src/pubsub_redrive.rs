@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::apply_all;
 use crate::context::Context;
 use crate::intake::{parse_or_report, take_leases};
+use crate::metrics::ReasonLabel;
 
 /// Re-drives pending orders accepted at least `min_age` ago (all of them when `None`), a page
 /// at a time, each page starting strictly after the scores the one before covered.
@@ -167,7 +168,14 @@ async fn redrive_ids(
             other => format!("unexpected reply {other:?}"),
         };
         // No replica can ever apply it, so keeping it pending would only re-drive it forever.
-        tracing::warn!(consumer = %ctx.name, order_id = %order, reason = unreadable,
+        // Counted with the invalid messages, so an alert on those sees it too.
+        ctx.metrics
+            .invalid
+            .get_or_create(&ReasonLabel {
+                reason: "unreadable_record",
+            })
+            .inc();
+        tracing::warn!(consumer = %ctx.name, order_id = %order, outcome = "dropped", reason = unreadable,
             "pending order has no readable record; dropped from the pending index");
         stale.push(order.as_str());
     }

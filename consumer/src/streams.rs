@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use protocol::OrderMessage;
 use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::message::STREAM_FIELD;
-use protocol::order::OrderId;
 use protocol::scripts::{self, ApplyOutcome};
 use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
@@ -70,7 +70,7 @@ struct Poisoned {
     payload: Vec<u8>,
     reason: String,
     /// The order it carries, when it parsed: its record is marked dead-lettered.
-    order_id: Option<OrderId>,
+    order: Option<Box<OrderMessage>>,
 }
 
 /// Turns an entry into a delivery, or says why it can never be one.
@@ -85,7 +85,7 @@ fn to_delivery(
             entry_id: entry.id,
             payload: Vec::new(),
             reason: format!("entry has no `{STREAM_FIELD}` field"),
-            order_id: None,
+            order: None,
         });
     };
     match parse_or_report(ctx, &payload) {
@@ -98,7 +98,7 @@ fn to_delivery(
             entry_id: entry.id,
             payload,
             reason: e.to_string(),
-            order_id: None,
+            order: None,
         }),
     }
 }
@@ -143,7 +143,7 @@ async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<u
             &p.payload,
             &p.reason,
             deliveries,
-            p.order_id.as_ref(),
+            p.order.as_deref(),
         ))
         .ignore();
     }
@@ -151,7 +151,7 @@ async fn dead_letter(ctx: &Context, entries: Vec<Poisoned>, deliveries: Option<u
         Ok(()) => {
             for p in &entries {
                 ctx.metrics.dead_lettered.inc();
-                let order_id = p.order_id.as_ref().map(OrderId::as_str).unwrap_or("");
+                let order_id = p.order.as_ref().map(|m| m.order_id.as_str()).unwrap_or("");
                 tracing::warn!(consumer = %ctx.name, entry_id = p.entry_id, order_id, outcome = "dead-lettered",
                     reason = p.reason, payload = %preview(&p.payload), "entry moved to the dead-letter stream");
             }
@@ -265,7 +265,7 @@ async fn last_chance(ctx: &Context, entries: Vec<StreamId>, max: usize) {
                         entry_id,
                         payload,
                         reason: format!("apply failed after {max} deliveries: {error}"),
-                        order_id: Some(delivery.message.order_id),
+                        order: Some(Box::new(delivery.message)),
                     });
                 }
             }

@@ -55,9 +55,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Keeps `/readyz` true exactly while Redis answers, announces the delivery mode to the
-/// consumers, and, whenever Redis comes (back) up, checks the server against the version floor
-/// (a failover may land on another server) and (streams mode) makes sure the consumer group
+/// Keeps `/readyz` true exactly while Redis answers and is at least the version floor (checked
+/// every tick: a failover may land on another server), announces the delivery mode to the
+/// consumers, and, whenever Redis comes (back) up, (streams mode) makes sure the consumer group
 /// exists, so no entry is appended before it. The announcement is written every tick, so it is
 /// back within a second of a Redis that restarted empty, and it never touches an order's path.
 async fn watch_redis(
@@ -72,7 +72,6 @@ async fn watch_redis(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut announcing = true;
-    // The last verdict logged: the first failure, and each new one, is logged once.
     // The errors logged since Redis was last available: each is logged once per outage, however
     // they alternate (a scheme mismatch answers with a reset one time, a closed stream the next).
     let mut logged: Option<std::collections::HashSet<String>> = None;

@@ -37,15 +37,16 @@ const fn always(command: &'static str) -> Allowed {
 const REDIS_7_2: Version = Version(7, 2, 0);
 
 /// What every connection of ours sends besides its work: redis-rs names its library on connect
-/// (`CLIENT SETINFO`, Redis 7.2+), the version check reads `INFO server`, health checks `PING`.
-/// Both deployables run their scripts by SHA and load them after a Redis restart.
+/// (`CLIENT SETINFO`, Redis 7.2+) and selects the URL's database (`SELECT`, when not 0; the key
+/// patterns hold in every database), and the version check reads `INFO server`. Both
+/// deployables run their scripts by SHA and load them after a Redis restart.
 const SHARED: &[Allowed] = &[
     Allowed {
         command: "client|setinfo",
         since: Some(REDIS_7_2),
     },
+    always("select"),
     always("info"),
-    always("ping"),
     always("evalsha"),
     always("script|load"),
 ];
@@ -67,16 +68,17 @@ const ORDER_SERVICE: &[Allowed] = &[
     always("zadd"),
 ];
 
-/// The consumer: the delivery-mode check (`GET`); pubsub intake, leases and re-drive
-/// (`SUBSCRIBE`, `SET NX PX`, `ZRANGEBYSCORE`, `ZCARD`, `ZREM`, `HGET`, `TIME`); streams intake
+/// The consumer: the delivery-mode check (`GET`); pubsub intake, its keep-alive, leases and
+/// re-drive (`SUBSCRIBE`, `PING`, `SET NX PX`, `ZRANGEBYSCORE`, `ZCARD`, `ZREM`, `HGET`, `TIME`); streams intake
 /// and reclaim (`XGROUP CREATE`, `XREADGROUP`, `XPENDING`, `XLEN`, `XCLAIM`); the scripts
 /// `apply.lua` and `refused.lua` (`TYPE`, `HMGET`, `HSET`, `HDEL`, `PEXPIRE`, `HINCRBY`, `XACK`,
 /// `XDEL`, `ZREM`, and `XADD` to dead-letter), `release.lua` (`GET`, `DEL`), `dead_letter.lua`,
 /// `forget_consumers.lua` (`XINFO CONSUMERS`, `XGROUP DELCONSUMER`). Last, what its
 /// `dead-letters` subcommand needs, which an operator runs with the consumer's own settings:
-/// `XRANGE` to list, and `replay.lua`, which re-delivers as the order service would (`PERSIST`,
+/// `XRANGE` and `XREVRANGE` to page through the dead letters, and `replay.lua`, which re-delivers as the order service would (`PERSIST`,
 /// `XADD` or `PUBLISH`, `ZADD`).
 const CONSUMER: &[Allowed] = &[
+    always("ping"),
     always("get"),
     always("set"),
     always("del"),
@@ -103,6 +105,7 @@ const CONSUMER: &[Allowed] = &[
     always("xinfo|consumers"),
     always("xgroup|delconsumer"),
     always("xrange"),
+    always("xrevrange"),
     always("persist"),
     always("publish"),
     always("zadd"),
@@ -180,11 +183,11 @@ mod tests {
         assert_eq!(
             render(Role::Consumer, DEFAULT_CONSUMER_USER, &channel()),
             "ACL SETUSER eo-consumer on ><password> resetkeys ~eo:{order_updates}:* \
-             resetchannels &order_updates -@all +client|setinfo +info +ping +evalsha \
-             +script|load +get +set +del +subscribe +zrangebyscore +zcard +zrem +hget +time \
-             +xgroup|create +xreadgroup +xpending +xlen +xclaim +type +hmget +hset +hdel \
+             resetchannels &order_updates -@all +client|setinfo +select +info +evalsha \
+             +script|load +ping +get +set +del +subscribe +zrangebyscore +zcard +zrem +hget \
+             +time +xgroup|create +xreadgroup +xpending +xlen +xclaim +type +hmget +hset +hdel \
              +pexpire +hincrby +xadd +xack +xdel +xinfo|consumers +xgroup|delconsumer +xrange \
-             +persist +publish +zadd"
+             +xrevrange +persist +publish +zadd"
         );
     }
 
@@ -193,7 +196,7 @@ mod tests {
         assert_eq!(
             render(Role::OrderService, DEFAULT_ORDER_SERVICE_USER, &channel()),
             "ACL SETUSER eo-order-service on ><password> resetkeys ~eo:{order_updates}:* \
-             resetchannels &order_updates -@all +client|setinfo +info +ping +evalsha \
+             resetchannels &order_updates -@all +client|setinfo +select +info +evalsha \
              +script|load +hget +hgetall +hset +set +xgroup|create +time +type +hmget +xadd \
              +publish +zadd"
         );

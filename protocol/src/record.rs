@@ -17,7 +17,9 @@
 //!
 //! `accept.lua` creates a record as `accepted`; `apply.lua` moves it to `applied` or `rejected`;
 //! `dead_letter.lua` and `refused.lua` move it to `dead-lettered`; `replay.lua` moves a
-//! dead-lettered one back to `accepted` and delivers it again. A delivery of an order whose
+//! dead-lettered one back to `accepted` and delivers it again. An order from a starting-design
+//! publisher has no record until it ends, so its first record is already `applied`,
+//! `rejected` or `dead-lettered`, as if it had been accepted just before. A delivery of an order whose
 //! record is final changes nothing (it is a duplicate), so a late or replayed delivery never
 //! turns a dead-lettered order into an applied one behind the operator's back.
 

@@ -30,7 +30,13 @@ local function refused(record, order_id, id, message, error_text)
     redis.call('HDEL', refusals, order_id)
     return 'done', ''
   end
-  local n = redis.call('HINCRBY', refusals, order_id, 1)
+  local counted, n = pcall(redis.call, 'HINCRBY', refusals, order_id, 1)
+  if not counted then
+    -- A count that is not a number (written by hand) would fail every delivery and keep the
+    -- order pending forever: it starts again.
+    redis.call('HSET', refusals, order_id, 1)
+    n = 1
+  end
   if n < max then
     return 'counted', tostring(n)
   end

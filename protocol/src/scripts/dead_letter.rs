@@ -6,12 +6,14 @@ use redis::{ScriptInvocation, Value};
 
 use super::{DEAD_LETTER, REPLAY, Settler, UnexpectedReply};
 use crate::DeliveryMode;
+use crate::OrderMessage;
 use crate::keys::{CONSUMER_GROUP, Keys};
 use crate::order::OrderId;
 
 /// Streams: moves the entry `entry_id` (carrying `payload`) to the dead-letter stream with
-/// `reason` and acknowledges it; the record of `order`, if given and still accepted, says
-/// dead-lettered. `deliveries` is `None` when the entry was not retried (it can never parse).
+/// `reason` and acknowledges it; the record of `order` (the message it parsed to, if it did)
+/// says dead-lettered, and is written so if it is missing. `deliveries` is `None` when the
+/// entry was not retried (it can never parse).
 pub fn dead_letter_entry_invocation<'a>(
     keys: &Keys,
     settler: &Settler<'_>,
@@ -19,12 +21,12 @@ pub fn dead_letter_entry_invocation<'a>(
     payload: &[u8],
     reason: &str,
     deliveries: Option<u64>,
-    order: Option<&OrderId>,
+    order: Option<&OrderMessage>,
 ) -> ScriptInvocation<'a> {
     let mut inv = DEAD_LETTER.prepare_invoke();
     inv.key(keys.stream()).key(keys.dead_letter());
     if let Some(order) = order {
-        inv.key(keys.order(order));
+        inv.key(keys.order(&order.order_id));
     }
     inv.arg(CONSUMER_GROUP)
         .arg(entry_id)
@@ -34,6 +36,9 @@ pub fn dead_letter_entry_invocation<'a>(
         .arg(deliveries.map(|n| n.to_string()).unwrap_or_default())
         .arg(settler.retention_ms)
         .arg(settler.dead_letter_maxlen);
+    if let Some(order) = order {
+        inv.arg(order.id.as_str());
+    }
     inv
 }
 
