@@ -15,6 +15,10 @@ use redis::AsyncCommands;
 
 use crate::load::LoadReport;
 
+/// How long a fleet gets to finish every accepted order before it is judged: ample for the
+/// fault suite's largest runs, so a verdict that is not clean means lost, not late.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub lost: Vec<String>,

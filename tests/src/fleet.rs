@@ -4,9 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use protocol::message::STREAM_FIELD;
 use protocol::{DeliveryMode, Keys, env};
+use redis::AsyncCommands;
 
 use crate::bins::workspace_binary;
+use crate::checker::{Verdict, check};
+use crate::load::LoadReport;
 use crate::net::{free_port, wait_until};
 use crate::process::ChildProcess;
 use crate::redis_server::RedisServer;
@@ -254,6 +258,66 @@ impl Fleet {
             total += self.metric(&consumer, name).await;
         }
         total
+    }
+
+    /// The checker's verdict on this fleet's run, once every accepted order is done or `settle`
+    /// has passed (see [`crate::checker::SETTLE`]).
+    pub async fn verdict(
+        &self,
+        report: &LoadReport,
+        initial: &HashMap<String, i64>,
+        settle: Duration,
+    ) -> Verdict {
+        let mut conn = self.redis.connection().await;
+        check(&mut conn, &self.keys(), report, initial, settle).await
+    }
+
+    /// No lost, duplicated, unexpected or oversold order. (Every accepted order done and every
+    /// done order known is also what bounds applied + rejected by accepted and accepted +
+    /// unknown.) Otherwise fails with the verdict and every service's log tail.
+    pub fn assert_clean(&self, verdict: &Verdict) {
+        assert!(
+            verdict.is_clean(),
+            "{}\n{}",
+            verdict.summary(),
+            self.log_tails()
+        );
+    }
+
+    /// Puts `payload` where the consumers take orders from in this fleet's mode (the channel or
+    /// the stream), as the order service would but without its validation: malformed input.
+    pub async fn deliver_raw(&self, conn: &mut redis::aio::MultiplexedConnection, payload: &str) {
+        match self.mode {
+            DeliveryMode::Pubsub => {
+                let _: i64 = conn.publish(&self.channel, payload).await.expect("PUBLISH");
+            }
+            DeliveryMode::Streams => {
+                let _: String = conn
+                    .xadd(self.keys().stream(), "*", &[(STREAM_FIELD, payload)])
+                    .await
+                    .expect("XADD");
+            }
+        }
+    }
+
+    /// The order service's record of `order_id` (`GET /orders/{order_id}`).
+    pub async fn order_record(&self, order_id: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/orders/{order_id}", self.order_url());
+        Ok(self.http.get(url).send().await?.json().await?)
+    }
+
+    /// Waits until the order service reports `order_id` with `status` (e.g. `applied`).
+    pub async fn wait_order_status(&self, order_id: &str, status: &str) {
+        wait_until(
+            &format!("order {order_id} to be {status}"),
+            Duration::from_secs(30),
+            || async {
+                let record = self.order_record(order_id).await?;
+                anyhow::ensure!(record["status"] == status, "{record}");
+                Ok(())
+            },
+        )
+        .await;
     }
 
     /// Every service's log tail, for a failing assertion's message.

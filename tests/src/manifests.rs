@@ -233,9 +233,28 @@ pub fn kustomize_entry_points() -> Vec<Render> {
     .collect()
 }
 
-/// README's "combining variants" overlay, with `namespace: shop` as README suggests. kustomize
-/// refuses absolute paths, so the overlay names deploy/ relative to its temporary directory.
+/// README's "combining variants" overlay, with `namespace: shop` as README suggests.
 pub fn readme_overlay() -> Render {
+    render_overlay(
+        "README overlay: namespaced, streams, shop_orders, namespace shop",
+        |deploy| {
+            format!(
+                "resources: [{deploy}/variants/namespaced]\n\
+                 namespace: shop\n\
+                 configMapGenerator:\n\
+                 \x20 - name: exactly-once-pipeline\n\
+                 \x20   behavior: merge\n\
+                 \x20   literals: [DELIVERY_MODE=streams, CHANNEL=shop_orders]\n\
+                 components: [{deploy}/components/pipeline]\n"
+            )
+        },
+    )
+}
+
+/// Renders an overlay as README places one, beside deploy/: `kustomization` is given the path
+/// of deploy/ relative to the overlay's temporary directory (kustomize refuses absolute paths)
+/// and returns the overlay's kustomization.yaml; `what` names the render in messages.
+pub fn render_overlay(what: &str, kustomization: impl FnOnce(&str) -> String) -> Render {
     let dir = tempfile::tempdir().expect("a temporary directory for the overlay");
     let from = dir
         .path()
@@ -246,20 +265,11 @@ pub fn readme_overlay() -> Render {
         .canonicalize()
         .expect("deploy/ exists");
     let deploy = relative_path(&from, &deploy);
-    let deploy = deploy.display();
-    let overlay = format!(
-        "resources: [{deploy}/variants/namespaced]\n\
-         namespace: shop\n\
-         configMapGenerator:\n\
-         \x20 - name: exactly-once-pipeline\n\
-         \x20   behavior: merge\n\
-         \x20   literals: [DELIVERY_MODE=streams, CHANNEL=shop_orders]\n\
-         components: [{deploy}/components/pipeline]\n"
-    );
+    let overlay = kustomization(&deploy.display().to_string());
     std::fs::write(dir.path().join("kustomization.yaml"), overlay).expect("writing the overlay");
     let path = dir.path().to_str().expect("a UTF-8 temporary path");
     Render::new(
-        "kustomize <README overlay: namespaced, streams, shop_orders, namespace shop>".to_owned(),
+        format!("kustomize <{what}>"),
         run("kubectl", &["kustomize", path]),
     )
 }

@@ -1,6 +1,7 @@
 //! The accept script against a real redis-server: what the order service's group commit relies
 //! on, order by order.
 
+use e2e::accept::accept_batch;
 use e2e::redis_server::RedisServer;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::scripts::{self, AcceptOutcome};
@@ -27,12 +28,7 @@ async fn an_order_redis_refuses_leaves_the_rest_of_the_batch_recorded_and_pendin
         .await
         .unwrap();
 
-    let refs: Vec<&OrderMessage> = batch.iter().collect();
-    let reply = scripts::accept_invocation(&keys, DeliveryMode::Pubsub, &refs)
-        .invoke_async(&mut conn)
-        .await
-        .unwrap();
-    let outcomes = scripts::parse_accept_reply(reply, batch.len()).unwrap();
+    let outcomes = accept_batch(&mut conn, &keys, DeliveryMode::Pubsub, &batch).await;
     assert!(
         matches!(&outcomes[0], AcceptOutcome::Accepted { id, .. } if *id == batch[0].id.as_str())
     );

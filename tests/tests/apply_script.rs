@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use e2e::redis_server::RedisServer;
+use protocol::keys::CONSUMER_GROUP;
+use protocol::message::STREAM_FIELD;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::scripts::{self, ApplyItem, ApplyOutcome};
 use protocol::{Keys, OrderMessage};
@@ -48,6 +50,28 @@ async fn apply(
         })
         .collect();
     apply_items(conn, keys, None, &items).await
+}
+
+/// Applies `message` as a streams delivery: an entry added to the stream and read through the
+/// consumer group by `tester`, as a consumer holds it when it applies.
+async fn apply_from_stream(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    message: &OrderMessage,
+) -> Vec<ApplyOutcome> {
+    protocol::group::ensure_consumer_group(conn, keys)
+        .await
+        .expect("the consumer group");
+    let entry: String = conn
+        .xadd(keys.stream(), "*", &[(STREAM_FIELD, message.to_json())])
+        .await
+        .expect("XADD");
+    e2e::stream_group::read_new_entries(conn, keys, SETTLER.consumer).await;
+    let item = ApplyItem {
+        message,
+        entry_id: Some(&entry),
+    };
+    apply_items(conn, keys, Some(CONSUMER_GROUP), &[item]).await
 }
 
 async fn apply_items(
@@ -220,25 +244,7 @@ async fn an_event_reusing_an_order_id_is_refused_and_dead_lettered_from_a_stream
         ["applied"]
     );
 
-    protocol::group::ensure_consumer_group(&mut conn, &keys)
-        .await
-        .unwrap();
-    let entry: String = conn
-        .xadd(keys.stream(), "*", &[("order", other.to_json())])
-        .await
-        .unwrap();
-    e2e::stream_group::read_new_entries(&mut conn, &keys, "tester").await;
-    let item = ApplyItem {
-        message: &other,
-        entry_id: Some(&entry),
-    };
-    let outcomes = apply_items(
-        &mut conn,
-        &keys,
-        Some(protocol::keys::CONSUMER_GROUP),
-        &[item],
-    )
-    .await;
+    let outcomes = apply_from_stream(&mut conn, &keys, &other).await;
     assert_eq!(
         outcomes,
         [ApplyOutcome::Conflict {
@@ -315,25 +321,7 @@ async fn a_dead_lettered_order_is_final_for_every_later_delivery() {
     );
 
     // A late stream delivery: the same, and the entry is settled (acknowledged and deleted).
-    protocol::group::ensure_consumer_group(&mut conn, &keys)
-        .await
-        .unwrap();
-    let entry: String = conn
-        .xadd(keys.stream(), "*", &[("order", late.to_json())])
-        .await
-        .unwrap();
-    e2e::stream_group::read_new_entries(&mut conn, &keys, "tester").await;
-    let item = ApplyItem {
-        message: &late,
-        entry_id: Some(&entry),
-    };
-    let outcomes = apply_items(
-        &mut conn,
-        &keys,
-        Some(protocol::keys::CONSUMER_GROUP),
-        &[item],
-    )
-    .await;
+    let outcomes = apply_from_stream(&mut conn, &keys, &late).await;
     assert_eq!(labels(&outcomes), ["duplicate"]);
     let live: usize = conn.xlen(keys.stream()).await.unwrap();
     let left: i64 = conn.hget(keys.inventory(), "a").await.unwrap();

@@ -46,25 +46,7 @@ async fn fleet_cli(fleet: &Fleet, args: &[&str]) -> Run {
     cli(&fleet.redis.url(), &fleet.channel, fleet.mode, args).await
 }
 
-async fn order_status(fleet: &Fleet, order_id: &str) -> anyhow::Result<serde_json::Value> {
-    let url = format!("{}/orders/{order_id}", fleet.order_url());
-    Ok(reqwest::get(url).await?.json().await?)
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod pubsub {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
-        }
-        mod streams {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
-        }
-    };
-}
-
-both_modes!(a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once);
+e2e::both_modes!(a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once);
 
 async fn a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once(mode: DeliveryMode) {
     let mut fleet = Fleet::new(mode, LOCK_TTL_MS, false).await;
@@ -84,16 +66,7 @@ async fn a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once(mo
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    e2e::net::wait_until(
-        "the order to be dead-lettered",
-        Duration::from_secs(30),
-        || async {
-            let record = order_status(&fleet, "poisoned").await?;
-            anyhow::ensure!(record["status"] == "dead-lettered", "{record}");
-            Ok(())
-        },
-    )
-    .await;
+    fleet.wait_order_status("poisoned", "dead-lettered").await;
 
     let list = fleet_cli(&fleet, &["dead-letters", "list"]).await;
     assert!(list.ok, "{}{}", list.stdout, list.stderr);
@@ -127,17 +100,8 @@ async fn a_dead_lettered_order_is_listed_replayed_once_fixed_and_applied_once(mo
         "{}",
         replay.stdout
     );
-    e2e::net::wait_until(
-        "the replayed order to be applied",
-        Duration::from_secs(30),
-        || async {
-            let record = order_status(&fleet, "poisoned").await?;
-            anyhow::ensure!(record["status"] == "applied", "{record}");
-            Ok(())
-        },
-    )
-    .await;
-    let record = order_status(&fleet, "poisoned").await.unwrap();
+    fleet.wait_order_status("poisoned", "applied").await;
+    let record = fleet.order_record("poisoned").await.unwrap();
     assert!(
         record.get("reason").is_none(),
         "the old reason is gone: {record}"
@@ -255,14 +219,17 @@ async fn a_replay_keeps_what_it_cannot_replay_and_fails() {
     ] {
         add_dead_letter(&mut conn, &keys, &payload).await;
     }
+    let url = redis.url();
+    let replay_all = || {
+        cli(
+            &url,
+            channel,
+            DeliveryMode::Pubsub,
+            &["dead-letters", "replay", "--all"],
+        )
+    };
 
-    let run = cli(
-        &redis.url(),
-        channel,
-        DeliveryMode::Pubsub,
-        &["dead-letters", "replay", "--all"],
-    )
-    .await;
+    let run = replay_all().await;
     assert!(!run.ok, "some could not be replayed: {}", run.stdout);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", run.stdout);
@@ -297,13 +264,7 @@ async fn a_replay_keeps_what_it_cannot_replay_and_fails() {
 
     // A replay in the mode the order service does not deliver by would reach no consumer.
     let _: () = conn.set(keys.delivery_mode(), "streams").await.unwrap();
-    let run = cli(
-        &redis.url(),
-        channel,
-        DeliveryMode::Pubsub,
-        &["dead-letters", "replay", "--all"],
-    )
-    .await;
+    let run = replay_all().await;
     assert!(!run.ok);
     assert!(
         run.stderr.contains("DELIVERY_MODE") && run.stderr.contains("`streams`"),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use e2e::checker::{Verdict, check};
+use e2e::checker::SETTLE;
 use e2e::fleet::Fleet;
 use e2e::load::{LoadReport, OrderSpec, orders, place_orders};
 use nix::sys::signal::Signal;
@@ -17,7 +17,6 @@ use redis::AsyncCommands;
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 /// Short leases keep takeovers quick; recovery runs every half lease.
 const LOCK_TTL_MS: u64 = 1_000;
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// Stocks every item with `units` and returns the initial stock for the checker.
 async fn stock(fleet: &Fleet, units: i64) -> HashMap<String, i64> {
@@ -28,36 +27,7 @@ async fn place(fleet: &Fleet, specs: Vec<OrderSpec>) -> LoadReport {
     place_orders(&fleet.order_url(), specs, 32, Duration::from_secs(30)).await
 }
 
-async fn verdict(fleet: &Fleet, report: &LoadReport, initial: &HashMap<String, i64>) -> Verdict {
-    let mut conn = fleet.redis.connection().await;
-    check(&mut conn, &fleet.keys(), report, initial, SETTLE).await
-}
-
-/// No lost, duplicated, unexpected or oversold order. (Every accepted order done and every
-/// done order known is also what bounds applied + rejected by accepted and accepted + unknown.)
-fn assert_clean(fleet: &Fleet, verdict: &Verdict) {
-    assert!(
-        verdict.is_clean(),
-        "{}\n{}",
-        verdict.summary(),
-        fleet.log_tails()
-    );
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod pubsub {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
-        }
-        mod streams {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
-        }
-    };
-}
-
-both_modes!(
+e2e::both_modes!(
     three_consumers_ten_thousand_orders,
     one_consumer_lagging_50ms_per_order,
     sigkill_of_the_consumer_holding_orders,
@@ -85,8 +55,8 @@ async fn pubsub_burst_beyond_the_intake_capacity() {
     }
     let initial = stock(&fleet, 1_000_000).await;
     let report = place(&fleet, orders("burst", 2_000, &ITEMS)).await;
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 2_000, "{}", v.summary());
     let shed = fleet.fleet_metric("eo_consumer_messages_shed_total").await;
     assert!(shed > 0.0, "nothing was shed: {}", v.summary());
@@ -97,8 +67,8 @@ async fn three_consumers_ten_thousand_orders(mode: DeliveryMode) {
     let initial = stock(&fleet, 1_000_000).await;
     let report = place(&fleet, orders("bulk", 10_000, &ITEMS)).await;
     assert_eq!(report.accepted.len(), 10_000);
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 10_000, "{}", v.summary());
 }
 
@@ -107,8 +77,8 @@ async fn one_consumer_lagging_50ms_per_order(mode: DeliveryMode) {
     fleet.start_consumer("slow", 50).await;
     let initial = stock(&fleet, 1_000_000).await;
     let report = place(&fleet, orders("lag", 1_000, &ITEMS)).await;
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
 }
 
 async fn sigkill_of_the_consumer_holding_orders(mode: DeliveryMode) {
@@ -133,8 +103,8 @@ async fn sigkill_of_the_consumer_holding_orders(mode: DeliveryMode) {
     fleet.wait_applied_by("c0", 5).await;
     fleet.consumer("c0").process.signal(Signal::SIGKILL);
     let report = load.await.expect("the load task");
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     let recovered = fleet
         .fleet_metric("eo_consumer_orders_recovered_total")
         .await;
@@ -158,8 +128,8 @@ async fn no_consumer_for_the_first_second(mode: DeliveryMode) {
     }
     let mut report = place(&fleet, orders("late", 300, &ITEMS)).await;
     report.merge(early);
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 600, "{}", v.summary());
 }
 
@@ -203,8 +173,8 @@ async fn consumer_stopped_longer_than_the_lock_ttl(mode: DeliveryMode) {
     // Resumed, it finishes what it held: those applies must all come back as duplicates.
     fleet.consumer("c0").process.signal(Signal::SIGCONT);
     let report = load.await.expect("the load task");
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
 }
 
 async fn redis_connections_killed_mid_run(mode: DeliveryMode) {
@@ -238,8 +208,8 @@ async fn redis_connections_killed_mid_run(mode: DeliveryMode) {
         rounds_that_killed >= 5,
         "connections were killed in only {rounds_that_killed} rounds while orders were placed"
     );
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
 }
 
 async fn redis_restarted_with_aof(mode: DeliveryMode) {
@@ -274,8 +244,8 @@ async fn redis_restarted_with_aof(mode: DeliveryMode) {
     .await;
     fleet.redis.restart().await;
     let report = load.await.expect("the load task");
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert!(
         report.retries > 0,
         "the restart went unnoticed by the client: nothing was tested"
@@ -287,8 +257,8 @@ async fn orders_racing_for_the_last_units(mode: DeliveryMode) {
     let initial = stock(&fleet, 10).await;
     // 300 orders of 1 to 3 units compete for 10 units of each item.
     let report = place(&fleet, orders("race", 300, &ITEMS)).await;
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert!(v.rejected > 0 && v.applied > 0, "{}", v.summary());
     let mut conn = fleet.redis.connection().await;
     let stock: HashMap<String, i64> =
@@ -320,24 +290,14 @@ async fn malformed_messages_between_good_ones(mode: DeliveryMode) {
     let mut report = LoadReport::default();
     for (round, chunk) in orders("mixed", 600, &ITEMS).chunks(100).enumerate() {
         for payload in bad {
-            match mode {
-                DeliveryMode::Pubsub => {
-                    let _: i64 = conn.publish(&fleet.channel, payload).await.unwrap();
-                }
-                DeliveryMode::Streams => {
-                    let _: String = conn
-                        .xadd(keys.stream(), "*", &[(STREAM_FIELD, payload)])
-                        .await
-                        .unwrap();
-                }
-            }
+            fleet.deliver_raw(&mut conn, payload).await;
         }
         let part = place(&fleet, chunk.to_vec()).await;
         assert_eq!(part.accepted.len(), 100, "round {round}");
         report.merge(part);
     }
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     let expected_invalid = (bad.len() * 6) as f64;
     match mode {
         // Every replica hears every message, so each counts every bad one.
@@ -413,27 +373,8 @@ async fn order_refused_every_time_is_dead_lettered_and_its_record_says_so(mode: 
         let resp = client.post(&url).json(&body).send().await.unwrap();
         assert_eq!(resp.status(), 202, "{order_id}");
     }
-    let status = |order_id: &'static str| {
-        let (client, url) = (
-            client.clone(),
-            format!("{}/orders/{order_id}", fleet.order_url()),
-        );
-        async move {
-            let record: serde_json::Value = client.get(url).send().await?.json().await?;
-            anyhow::Ok(record)
-        }
-    };
-    e2e::net::wait_until(
-        "the poisoned order to be dead-lettered",
-        Duration::from_secs(30),
-        || async {
-            let record = status("poisoned").await?;
-            anyhow::ensure!(record["status"] == "dead-lettered", "{record}");
-            Ok(())
-        },
-    )
-    .await;
-    let record = status("poisoned").await.unwrap();
+    fleet.wait_order_status("poisoned", "dead-lettered").await;
+    let record = fleet.order_record("poisoned").await.unwrap();
     let reason = record["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("apply failed after 2 deliveries")
@@ -441,7 +382,10 @@ async fn order_refused_every_time_is_dead_lettered_and_its_record_says_so(mode: 
         "{record}"
     );
     for order_id in ["before", "after"] {
-        assert_eq!(status(order_id).await.unwrap()["status"], "applied");
+        assert_eq!(
+            fleet.order_record(order_id).await.unwrap()["status"],
+            "applied"
+        );
     }
     let letters: redis::streams::StreamRangeReply =
         conn.xrange_all(keys.dead_letter()).await.unwrap();

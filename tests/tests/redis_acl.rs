@@ -6,16 +6,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use e2e::checker::check;
+use e2e::checker::SETTLE;
 use e2e::fleet::{Fleet, RedisTarget, Service};
 use e2e::load::{orders, place_orders};
 use e2e::net::wait_until;
 use e2e::redis_server::RedisServer;
 use nix::sys::signal::Signal;
 use protocol::acl::{self, DEFAULT_CONSUMER_USER, DEFAULT_ORDER_SERVICE_USER, Role};
-use protocol::message::STREAM_FIELD;
 use protocol::{Channel, DeliveryMode, env};
-use redis::AsyncCommands;
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 const LOCK_TTL_MS: u64 = 1_000;
@@ -61,20 +59,7 @@ fn in_env(redis: &RedisServer, user: &str, password: &str) -> RedisTarget {
         .with(env::REDIS_PASSWORD, password)
 }
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod pubsub {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
-        }
-        mod streams {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
-        }
-    };
-}
-
-both_modes!(the_pipeline_runs_under_the_least_privilege_users);
+e2e::both_modes!(the_pipeline_runs_under_the_least_privilege_users);
 
 /// Bulk orders, a malformed message, and a consumer killed while it holds orders (so the
 /// recovery paths run too: re-drive or reclaim, leases, dead-lettering); pubsub gets its
@@ -98,19 +83,7 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
 
     let initial = e2e::load::stock(&fleet.order_url(), &ITEMS, 1_000_000).await;
     let mut admin = fleet.redis.connection().await;
-    let keys = fleet.keys();
-    let malformed = "not json";
-    match mode {
-        DeliveryMode::Pubsub => {
-            let _: i64 = admin.publish(&fleet.channel, malformed).await.unwrap();
-        }
-        DeliveryMode::Streams => {
-            let _: String = admin
-                .xadd(keys.stream(), "*", &[(STREAM_FIELD, malformed)])
-                .await
-                .unwrap();
-        }
-    }
+    fleet.deliver_raw(&mut admin, "not json").await;
     let url = fleet.order_url();
     let load = tokio::spawn(async move {
         place_orders(
@@ -125,15 +98,8 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
     fleet.consumer("slow").process.signal(Signal::SIGKILL);
     let report = load.await.expect("the load task");
     assert_eq!(report.accepted.len(), 2_000);
-    let v = check(
-        &mut admin,
-        &keys,
-        &report,
-        &initial,
-        Duration::from_secs(60),
-    )
-    .await;
-    assert!(v.is_clean(), "{}\n{}", v.summary(), fleet.log_tails());
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 2_000, "{}", v.summary());
     let recovered = fleet
         .fleet_metric("eo_consumer_orders_recovered_total")

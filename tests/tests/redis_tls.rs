@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use e2e::checker::{Verdict, check};
+use e2e::checker::SETTLE;
 use e2e::fleet::{Fleet, RedisTarget, Service};
-use e2e::load::{LoadReport, orders, place_orders};
+use e2e::load::{orders, place_orders};
 use e2e::net::wait_until;
 use e2e::redis_server::{RedisServer, TlsListener};
 use e2e::tls::{CertFiles, TestPki};
@@ -17,7 +17,6 @@ use protocol::{DeliveryMode, env};
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 const LOCK_TTL_MS: u64 = 1_000;
-const SETTLE: Duration = Duration::from_secs(60);
 /// The user the services log in as, with a password in every URL they get, so a log that
 /// prints it is caught. (Redis refuses `AUTH` for a default user without a password.)
 const USER: &str = "tls-test";
@@ -60,20 +59,6 @@ fn tls_target(
     } else {
         target
     }
-}
-
-async fn verdict(fleet: &Fleet, report: &LoadReport, initial: &HashMap<String, i64>) -> Verdict {
-    let mut conn = fleet.redis.connection().await;
-    check(&mut conn, &fleet.keys(), report, initial, SETTLE).await
-}
-
-fn assert_clean(fleet: &Fleet, verdict: &Verdict) {
-    assert!(
-        verdict.is_clean(),
-        "{}\n{}",
-        verdict.summary(),
-        fleet.log_tails()
-    );
 }
 
 // --- The certificates themselves, through redis-rs as our services use it ---
@@ -126,20 +111,7 @@ async fn the_test_pki_verifies_and_each_bad_certificate_is_refused() {
 
 // --- The fleet over TLS ---
 
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod pubsub {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Pubsub).await })*
-        }
-        mod streams {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(protocol::DeliveryMode::Streams).await })*
-        }
-    };
-}
-
-both_modes!(three_consumers_ten_thousand_orders_over_tls);
+e2e::both_modes!(three_consumers_ten_thousand_orders_over_tls);
 
 /// The fault suite's bulk scenario over `rediss://`; streams with mutual TLS, pubsub without.
 async fn three_consumers_ten_thousand_orders_over_tls(mode: DeliveryMode) {
@@ -163,8 +135,8 @@ async fn three_consumers_ten_thousand_orders_over_tls(mode: DeliveryMode) {
     )
     .await;
     assert_eq!(report.accepted.len(), 10_000);
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 10_000, "{}", v.summary());
     // Every client of the server came over TLS: there is no other listener.
     assert!(fleet.redis.plain_port.is_none());
@@ -297,8 +269,8 @@ async fn misconfigured_then_fixed(
     .await;
     assert_eq!(report.accepted.len(), 300);
     fleet.start_consumer("good", 0).await;
-    let v = verdict(&fleet, &report, &initial).await;
-    assert_clean(&fleet, &v);
+    let v = fleet.verdict(&report, &initial, SETTLE).await;
+    fleet.assert_clean(&v);
     assert_eq!(v.applied, 300, "{}", v.summary());
 }
 

@@ -3,14 +3,13 @@
 //! files in the CRD's terms, so the two can be compared.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use protocol::env::{
     TLS_CA_FILE_NAME, TLS_CA_MOUNT_DIR, TLS_CERT_FILE_NAME, TLS_CLIENT_MOUNT_DIR, TLS_KEY_FILE_NAME,
 };
 use serde_json::{Value, json};
 
-use super::{Env, REPO, Render, array, relative_path, run};
+use super::{Env, Render, array, render_overlay};
 
 /// README's "Managed Redis" helm flags, mutual TLS included.
 pub const MANAGED_REDIS: [&str; 7] = [
@@ -38,37 +37,21 @@ pub fn managed_redis_access() -> Value {
     })
 }
 
-/// README's "Managed Redis" overlay, mutual TLS included, written beside deploy/ as README
-/// places it (kustomize refuses absolute paths).
+/// README's "Managed Redis" overlay, mutual TLS included.
 pub fn managed_redis_overlay() -> Render {
-    let dir = tempfile::tempdir().expect("a temporary directory for the overlay");
-    let from = dir
-        .path()
-        .canonicalize()
-        .expect("the overlay directory exists");
-    let deploy = Path::new(REPO)
-        .join("deploy")
-        .canonicalize()
-        .expect("deploy/ exists");
-    let deploy = relative_path(&from, &deploy);
-    let deploy = deploy.display();
-    let overlay = format!(
-        "resources: [{deploy}]\n\
-         configMapGenerator:\n\
-         \x20 - name: exactly-once-pipeline\n\
-         \x20   behavior: merge\n\
-         \x20   literals: [REDIS_URL=rediss://my-redis.example.com:6380]\n\
-         components:\n\
-         \x20 - {deploy}/components/pipeline\n\
-         \x20 - {deploy}/components/managed-redis\n\
-         \x20 - {deploy}/components/managed-redis-mtls\n"
-    );
-    std::fs::write(dir.path().join("kustomization.yaml"), overlay).expect("writing the overlay");
-    let path = dir.path().to_str().expect("a UTF-8 temporary path");
-    Render::new(
-        "kustomize <README managed Redis overlay>".to_owned(),
-        run("kubectl", &["kustomize", path]),
-    )
+    render_overlay("README managed Redis overlay", |deploy| {
+        format!(
+            "resources: [{deploy}]\n\
+             configMapGenerator:\n\
+             \x20 - name: exactly-once-pipeline\n\
+             \x20   behavior: merge\n\
+             \x20   literals: [REDIS_URL=rediss://my-redis.example.com:6380]\n\
+             components:\n\
+             \x20 - {deploy}/components/pipeline\n\
+             \x20 - {deploy}/components/managed-redis\n\
+             \x20 - {deploy}/components/managed-redis-mtls\n"
+        )
+    })
 }
 
 /// The Redis credentials and TLS files the order service uses, in the CRD's terms (see
