@@ -225,7 +225,11 @@ pub fn hint(url: &str, error: &str) -> Option<&'static str> {
         "the port does not speak TLS: use redis:// or the server's TLS port"
     } else if !tls && (has("reset by peer") || has("connection closed") || has("broken pipe")) {
         "the server closed the connection at once: if this is a TLS port, use rediss://"
-    } else if has("wrongpass") || has("noauth") || has("invalid username-password") {
+    } else if has("wrongpass")
+        || has("noauth")
+        || has("invalid username-password")
+        || has("authentication failed")
+    {
         "wrong user or password: check REDIS_USERNAME/REDIS_PASSWORD or the URL's credentials"
     } else if has("noperm") {
         "the ACL user lacks a permission: see the README's ACL rules"
@@ -397,6 +401,12 @@ mod tests {
         );
         assert!(
             hint(tls, "WRONGPASS: invalid username-password pair")
+                .unwrap()
+                .contains("password")
+        );
+        // How redis-rs words a refused AUTH.
+        assert!(
+            hint(tls, "Password authentication failed - AuthenticationFailed")
                 .unwrap()
                 .contains("password")
         );

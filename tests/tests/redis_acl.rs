@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use e2e::bins::workspace_binary;
 use e2e::checker::SETTLE;
 use e2e::fleet::{Fleet, RedisTarget, Service};
 use e2e::load::{orders, place_orders};
@@ -74,7 +75,7 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
     let consumer_target = credentials(&redis, DEFAULT_CONSUMER_USER, CONSUMER_PASSWORD);
     let mut fleet = Fleet::on(redis, mode, LOCK_TTL_MS);
     fleet.order_service_redis = Some(order_target);
-    fleet.consumer_redis = Some(consumer_target);
+    fleet.consumer_redis = Some(consumer_target.clone());
     fleet.start_order_service().await;
     fleet.start_consumer("c0", 0).await;
     fleet.start_consumer("c1", 0).await;
@@ -101,10 +102,23 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
     let v = fleet.verdict(&report, &initial, SETTLE).await;
     fleet.assert_clean(&v);
     assert_eq!(v.applied, 2_000, "{}", v.summary());
-    let recovered = fleet
-        .fleet_metric("eo_consumer_orders_recovered_total")
-        .await;
-    assert!(recovered > 0.0, "no recovery path ran: {}", v.summary());
+    // The last orders applied are the recovered ones, and a consumer counts them just after
+    // their records are written: wait for the count rather than read it once.
+    wait_until(
+        "a recovery path to have run",
+        Duration::from_secs(10),
+        || async {
+            let recovered = fleet
+                .metric("c0", "eo_consumer_orders_recovered_total")
+                .await
+                + fleet
+                    .metric("c1", "eo_consumer_orders_recovered_total")
+                    .await;
+            anyhow::ensure!(recovered > 0.0, "none recovered: {}", v.summary());
+            Ok(())
+        },
+    )
+    .await;
     if mode == DeliveryMode::Streams {
         wait_until(
             "the malformed entry to be dead-lettered",
@@ -117,6 +131,30 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
             },
         )
         .await;
+    }
+
+    // The dead-letter tools run with the consumer's settings, so under its user too.
+    for args in [
+        &["dead-letters", "list"][..],
+        &["dead-letters", "replay", "--all"],
+    ] {
+        let mut cmd = tokio::process::Command::new(workspace_binary("inventory-consumer"));
+        cmd.args(args)
+            .env_clear()
+            .env(env::REDIS_URL, &consumer_target.url)
+            .envs(consumer_target.env.iter().map(|(k, v)| (*k, v)))
+            .env(env::CHANNEL, &fleet.channel)
+            .env(env::DELIVERY_MODE, mode.as_str())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .expect("the dead-letters command finishes")
+            .expect("the dead-letters command runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("NOPERM"), "{args:?}: {stderr}");
+        if args[1] == "list" {
+            assert!(out.status.success(), "{args:?}: {stderr}");
+        }
     }
 
     let log = fleet.redis.acl_log().await;
@@ -241,7 +279,7 @@ async fn a_wrong_password_keeps_the_services_unready_and_is_never_logged() {
     let consumer_target = in_url(&redis, DEFAULT_CONSUMER_USER, wrong);
     let mut fleet = Fleet::on(redis, DeliveryMode::Streams, LOCK_TTL_MS);
     fleet.order_service_redis = Some(order_target);
-    fleet.consumer_redis = Some(consumer_target);
+    fleet.consumer_redis = Some(consumer_target.clone());
     fleet.spawn_order_service();
     fleet.spawn_consumer("c0", 0);
     let services: [(&Service, &str); 2] = [
@@ -257,9 +295,13 @@ async fn a_wrong_password_keeps_the_services_unready_and_is_never_logged() {
             &format!("{name} to log that {user} cannot log in to {host_port}"),
             Duration::from_secs(20),
             || async {
+                // The failure itself, with its hint: the startup line already names host, port
+                // and user.
                 let log = service.process.log();
                 anyhow::ensure!(
-                    log.contains(&host_port) && log.contains(user),
+                    log.contains(&host_port)
+                        && log.contains(user)
+                        && log.contains("wrong user or password"),
                     "not yet: {}",
                     service.process.log_tail(5)
                 );
@@ -267,7 +309,12 @@ async fn a_wrong_password_keeps_the_services_unready_and_is_never_logged() {
             },
         )
         .await;
-        let status = fleet.readyz(service).await.expect("/readyz answers");
+        let status = wait_until(
+            &format!("{name} to answer /readyz"),
+            Duration::from_secs(10),
+            || fleet.readyz(service),
+        )
+        .await;
         assert_eq!(status, 503, "{name} is ready though it cannot log in");
         let log = service.process.log();
         assert!(!log.contains(wrong), "{name} printed the password:\n{log}");
