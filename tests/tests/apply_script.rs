@@ -441,9 +441,10 @@ async fn an_order_without_a_record_is_dead_lettered_with_one_and_stays_final() {
     assert_eq!(stock, 4, "nothing taken");
 }
 
-/// One order whose count Redis cannot increment does not stop the count of the others.
+/// A count that is not a number (written by hand) would fail every delivery of its order and
+/// keep it pending forever: it starts again, and the other orders are counted as usual.
 #[tokio::test]
-async fn a_count_redis_refuses_fails_only_its_order() {
+async fn a_count_that_is_not_a_number_starts_again() {
     use scripts::RefusalOutcome::*;
     let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
     let (broken, fine) = (order("broken", &[("a", 1)]), order("fine", &[("a", 1)]));
@@ -458,11 +459,44 @@ async fn a_count_redis_refuses_fails_only_its_order() {
         .await
         .unwrap();
     let outcomes = scripts::parse_refused_reply(reply, 2).unwrap();
-    assert!(
-        matches!(&outcomes[0], Failed { error } if error.contains("not an integer")),
-        "{outcomes:?}"
+    assert_eq!(outcomes, [Counted { count: 1 }, Counted { count: 1 }]);
+    let count: String = conn
+        .hget(keys.refusals(), broken.order_id.as_str())
+        .await
+        .unwrap();
+    assert_eq!(count, "1");
+}
+
+/// Streams too: an order without a record that is dead-lettered gets a dead-lettered record,
+/// so a late delivery (or a re-publish) finds it final, and a replay finds it.
+#[tokio::test]
+async fn a_stream_entry_without_a_record_is_dead_lettered_with_one() {
+    let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
+    protocol::group::ensure_consumer_group(&mut conn, &keys)
+        .await
+        .unwrap();
+    let o = order("legacy-stream", &[("a", 1)]);
+    let payload = o.to_json();
+    scripts::dead_letter_entry_invocation(
+        &keys,
+        &SETTLER,
+        "1-0",
+        payload.as_bytes(),
+        "apply failed after 3 deliveries: stock of item a is not a whole number",
+        Some(3),
+        Some(&o),
+    )
+    .invoke_async::<redis::Value>(&mut conn)
+    .await
+    .unwrap();
+    let record: HashMap<String, String> = conn.hgetall(keys.order(&o.order_id)).await.unwrap();
+    assert_eq!(record["status"], "dead-lettered");
+    assert_eq!(
+        (record["id"].as_str(), record["message"].as_str()),
+        (o.id.as_str(), payload.as_str())
     );
-    assert_eq!(outcomes[1], Counted { count: 1 });
+    let _: () = conn.hset(keys.inventory(), "a", 4).await.unwrap();
+    assert_eq!(labels(&apply(&mut conn, &keys, &[o]).await), ["duplicate"]);
 }
 
 #[tokio::test]
