@@ -235,10 +235,9 @@ impl RedisServer {
             .query_async(&mut conn)
             .await
             .expect("INFO server");
-        info.lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no redis_version in INFO server: {info}"))
+        protocol::redis_version::parse_info(&info)
+            .unwrap_or_else(|e| panic!("{e}: {info}"))
+            .redis_version
     }
 
     /// Every `ACL LOG` entry (refused commands, keys, channels and logins), one line each:
