@@ -148,7 +148,11 @@ async fn bench_mode(mode: DeliveryMode) {
     print_peak_rss(&mut fleet, "after the whole run");
     drop(fleet);
 
-    let plain = Fleet::start(mode, 3, 5_000).await;
+    // Both sides alike: three consumers and the injector, no order service.
+    let mut plain = Fleet::new(mode, 5_000, false).await;
+    for name in ["c0", "c1", "c2"] {
+        plain.start_consumer(name, 0).await;
+    }
     let (plain_rate, plain_cpu) = throughput(
         &plain,
         &orders(&format!("plain-{mode}"), TLS_ORDERS, &ITEMS),
