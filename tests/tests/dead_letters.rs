@@ -3,46 +3,22 @@
 //! fixed, applied once, and a second replay changes nothing and says so.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use e2e::bins::workspace_binary;
+use e2e::bins::{CommandRun, consumer_command};
 use e2e::fleet::Fleet;
 use e2e::redis_server::RedisServer;
 use protocol::order::{EventId, OrderId, validate_lines};
-use protocol::{DeliveryMode, Keys, OrderMessage, env};
+use protocol::{DeliveryMode, Keys, OrderMessage};
 use redis::AsyncCommands;
 
 const LOCK_TTL_MS: u64 = 1_000;
 
-/// What one run of the command printed, and whether it exited 0.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+/// Runs `inventory-consumer <args>` against `redis_url` / `channel` in `mode`.
+async fn cli(redis_url: &str, channel: &str, mode: DeliveryMode, args: &[&str]) -> CommandRun {
+    consumer_command(redis_url, &[], channel, mode, args).await
 }
 
-/// Runs `inventory-consumer <args>` against `redis_url` / `channel` in `mode`, as an operator
-/// would (`kubectl exec` into a consumer pod carries the same environment).
-async fn cli(redis_url: &str, channel: &str, mode: DeliveryMode, args: &[&str]) -> Run {
-    let mut cmd = tokio::process::Command::new(workspace_binary("inventory-consumer"));
-    cmd.args(args)
-        .env_clear()
-        .env(env::REDIS_URL, redis_url)
-        .env(env::CHANNEL, channel)
-        .env(env::DELIVERY_MODE, mode.as_str())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("inventory-consumer {args:?} did not finish in 30 s"))
-        .expect("inventory-consumer runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn fleet_cli(fleet: &Fleet, args: &[&str]) -> Run {
+async fn fleet_cli(fleet: &Fleet, args: &[&str]) -> CommandRun {
     cli(&fleet.redis.url(), &fleet.channel, fleet.mode, args).await
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use e2e::bins::workspace_binary;
+use e2e::bins::consumer_command;
 use e2e::checker::SETTLE;
 use e2e::fleet::{Fleet, RedisTarget, Service};
 use e2e::load::{orders, place_orders};
@@ -138,22 +138,17 @@ async fn the_pipeline_runs_under_the_least_privilege_users(mode: DeliveryMode) {
         &["dead-letters", "list"][..],
         &["dead-letters", "replay", "--all"],
     ] {
-        let mut cmd = tokio::process::Command::new(workspace_binary("inventory-consumer"));
-        cmd.args(args)
-            .env_clear()
-            .env(env::REDIS_URL, &consumer_target.url)
-            .envs(consumer_target.env.iter().map(|(k, v)| (*k, v)))
-            .env(env::CHANNEL, &fleet.channel)
-            .env(env::DELIVERY_MODE, mode.as_str())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .expect("the dead-letters command finishes")
-            .expect("the dead-letters command runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("NOPERM"), "{args:?}: {stderr}");
+        let run = consumer_command(
+            &consumer_target.url,
+            &consumer_target.env,
+            &fleet.channel,
+            mode,
+            args,
+        )
+        .await;
+        assert!(!run.stderr.contains("NOPERM"), "{args:?}: {}", run.stderr);
         if args[1] == "list" {
-            assert!(out.status.success(), "{args:?}: {stderr}");
+            assert!(run.ok, "{args:?}: {}", run.stderr);
         }
     }
 
