@@ -223,7 +223,8 @@ pub struct RedisTls {
 
     /// FOR TESTS ONLY: accept any server certificate, so anyone on the network path can
     /// impersonate Redis and read every order. Meant for throwaway test certificates; never
-    /// set it against a real server. Cannot be combined with `caSecretRef`.
+    /// set it against a real server. Cannot be combined with `caSecretRef` or
+    /// `clientCertSecretRef`: skipping verification takes no CA and no client certificate.
     #[serde(default)]
     pub insecure_skip_verify_for_tests_only: bool,
 }
