@@ -33,11 +33,6 @@ impl RedisConn {
         })))
     }
 
-    /// How many times a timed-out connection was replaced.
-    pub fn replacements(&self) -> u64 {
-        self.0.lock().0
-    }
-
     fn current(&self) -> (u64, ConnectionManager) {
         self.0.lock().clone()
     }
