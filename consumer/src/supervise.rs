@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use protocol::redis_version;
+use service::redis_floor;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -49,28 +49,13 @@ pub async fn reconnecting<F, Fut>(
     }
 }
 
-/// The readiness condition held while the server is older than the supported floor.
-const REDIS_VERSION: &str = "redis-version";
-
 /// Checks the server against the version floor before every session: a failover or a restore
 /// can land on another server. Below the floor, readiness is held with the reason and the
 /// session is not started (the backoff paces the re-checks, so an upgrade is picked up).
 async fn check_redis(ctx: &Context) -> redis::RedisResult<()> {
-    match redis_version::check_server(&mut ctx.conn.clone()).await? {
-        Ok(server) => {
-            ctx.readiness.hold(REDIS_VERSION, None);
-            tracing::info!(consumer = %ctx.name, redis = %ctx.config.redis.endpoint(), %server, "connected to Redis");
-            Ok(())
-        }
-        Err(refused) => {
-            ctx.readiness.hold(REDIS_VERSION, Some(refused.to_string()));
-            Err(redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "unsupported Redis",
-                refused.to_string(),
-            )))
-        }
-    }
+    let server = redis_floor::check(&mut ctx.conn.clone(), &ctx.readiness).await?;
+    tracing::info!(consumer = %ctx.name, redis = %ctx.config.redis.endpoint(), %server, "connected to Redis");
+    Ok(())
 }
 
 /// Runs `task` every recovery interval until shutdown, skipping ticks while the consumer is not

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use protocol::group::ensure_consumer_group;
-use protocol::redis_version;
 use protocol::{DeliveryMode, Keys};
+use service::redis_floor;
 use service::{Readiness, RedisArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -86,10 +86,9 @@ async fn watch_redis(
             let text = |e: redis::RedisError| e.to_string();
             // Every tick, not only on coming up: a failover can land on another server between
             // two ticks without the connection ever failing a PING.
-            let server = redis_version::check_server(&mut conn)
+            let server = redis_floor::check(&mut conn, readiness)
                 .await
-                .map_err(text)?
-                .map_err(|refused| refused.to_string())?;
+                .map_err(text)?;
             // A Redis that refuses writes (full, with noeviction) still serves reads and answers
             // new orders with 503: that costs the announcement, not readiness.
             let announced = store.announce_delivery_mode(mode).await;

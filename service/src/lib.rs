@@ -5,6 +5,7 @@ pub mod ops_http;
 pub mod redis_args;
 pub mod redis_client;
 pub mod redis_conn;
+pub mod redis_floor;
 pub mod shutdown;
 pub mod telemetry;
 
