@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use protocol::OrderMessage;
 use protocol::keys::CONSUMER_GROUP;
-use protocol::scripts::{self, ApplyItem, ApplyOutcome, RefusalOutcome};
+use redis_io::scripts::{self, ApplyItem, ApplyOutcome, RefusalOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;

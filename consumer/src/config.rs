@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use protocol::env::{self, DEFAULT_LOCK_TTL_MS, DEFAULT_RETENTION_SECS};
 use protocol::order::OrderId;
-use service::RedisArgs;
+use redis_io::RedisArgs;
 
 /// The command line: the consumer itself (no subcommand), or an operation on the fleet's Redis.
 #[derive(Debug, Clone, Parser)]
@@ -155,8 +155,8 @@ impl Config {
     }
 
     /// What the scripts that end an order are told about this replica.
-    pub fn settler<'a>(&self, consumer: &'a str) -> protocol::scripts::Settler<'a> {
-        protocol::scripts::Settler {
+    pub fn settler<'a>(&self, consumer: &'a str) -> redis_io::scripts::Settler<'a> {
+        redis_io::scripts::Settler {
             consumer,
             retention_ms: self.retention_ms(),
             dead_letter_maxlen: self.dead_letter_maxlen,

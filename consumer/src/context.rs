@@ -7,10 +7,10 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use protocol::Keys;
 use redis::aio::ConnectionManager;
+use redis_io::args::{RESPONSE_TIMEOUT, connection_config};
+use redis_io::client::RedisConfigError;
+use redis_io::conn::RedisConn;
 use service::Readiness;
-use service::redis_args::{RESPONSE_TIMEOUT, connection_config};
-use service::redis_client::RedisConfigError;
-use service::redis_conn::RedisConn;
 
 use crate::config::Config;
 use crate::metrics::Metrics;

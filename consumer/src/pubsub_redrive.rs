@@ -7,7 +7,7 @@ use std::time::Duration;
 use protocol::order::OrderId;
 use protocol::record;
 use redis::{AsyncCommands, Value};
-use service::redis_conn::RedisConn;
+use redis_io::conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;

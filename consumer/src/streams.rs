@@ -7,12 +7,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use protocol::OrderMessage;
-use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::message::STREAM_FIELD;
-use protocol::scripts::{self, ApplyOutcome};
 use redis::AsyncCommands;
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis_io::group::ensure_consumer_group;
+use redis_io::scripts::{self, ApplyOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{Delivery, Holding, apply_all, apply_batch};

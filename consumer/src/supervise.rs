@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use service::redis_floor;
+use redis_io::floor as redis_floor;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;

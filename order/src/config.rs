@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use protocol::env;
-use service::RedisArgs;
+use redis_io::RedisArgs;
 
 #[derive(Debug, Clone, Parser)]
 #[command(

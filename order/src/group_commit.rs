@@ -2,9 +2,9 @@
 //! next script call. At low load every order travels alone (no added wait); under load one
 //! round trip and one script call serve many orders, which is what bounds throughput.
 
-use protocol::scripts::{self, AcceptOutcome};
 use protocol::{DeliveryMode, Keys, OrderMessage};
-use service::redis_conn::RedisConn;
+use redis_io::conn::RedisConn;
+use redis_io::scripts::{self, AcceptOutcome};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use protocol::group::ensure_consumer_group;
 use protocol::{DeliveryMode, Keys};
-use service::redis_floor;
-use service::{Readiness, RedisArgs};
+use redis_io::RedisArgs;
+use redis_io::floor as redis_floor;
+use redis_io::group::ensure_consumer_group;
+use service::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;

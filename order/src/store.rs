@@ -6,7 +6,7 @@ use protocol::order::{ItemId, OrderId};
 use protocol::record::OrderRecord;
 use protocol::{DeliveryMode, Keys};
 use redis::AsyncCommands;
-use service::redis_conn::RedisConn;
+use redis_io::conn::RedisConn;
 
 use crate::error::ApiError;
 

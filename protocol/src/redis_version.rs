@@ -101,15 +101,6 @@ pub fn check(info: &str) -> Result<Server, VersionError> {
     Ok(server)
 }
 
-/// Asks the server over `conn` and checks it. A Redis error (down, refused) is returned as is;
-/// the outer `Result` is the verdict.
-pub async fn check_server(
-    conn: &mut impl redis::aio::ConnectionLike,
-) -> redis::RedisResult<Result<Server, VersionError>> {
-    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
-    Ok(check(&info))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,9 @@ use e2e::process::cpu_time_of;
 use e2e::redis_server::{RedisServer, TlsListener};
 use e2e::tls::TestPki;
 use protocol::order::{EventId, OrderId, validate_lines};
-use protocol::scripts;
 use protocol::{DeliveryMode, OrderMessage};
 use redis::AsyncCommands;
+use redis_io::scripts;
 
 const ITEMS: [&str; 5] = ["sku-1", "sku-2", "sku-3", "sku-4", "sku-5"];
 const THROUGHPUT_ORDERS: usize = 100_000;

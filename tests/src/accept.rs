@@ -1,8 +1,8 @@
 //! The order service's accept step seen from a test: record a batch and make it pending with
 //! one call of the accept script, as one group commit does, without running the service.
 
-use protocol::scripts::{self, AcceptOutcome};
 use protocol::{DeliveryMode, Keys, OrderMessage};
+use redis_io::scripts::{self, AcceptOutcome};
 
 /// Accepts `batch` in one script call for a fleet delivering by `mode`; one outcome per order,
 /// in the batch's order.

@@ -4,9 +4,9 @@
 use e2e::accept::accept_batch;
 use e2e::redis_server::RedisServer;
 use protocol::order::{EventId, OrderId, validate_lines};
-use protocol::scripts::{self, AcceptOutcome};
 use protocol::{DeliveryMode, Keys, OrderMessage};
 use redis::AsyncCommands;
+use redis_io::scripts::{self, AcceptOutcome};
 
 fn order(order_id: &str) -> OrderMessage {
     OrderMessage {

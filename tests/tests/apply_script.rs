@@ -7,9 +7,9 @@ use e2e::redis_server::RedisServer;
 use protocol::keys::CONSUMER_GROUP;
 use protocol::message::STREAM_FIELD;
 use protocol::order::{EventId, OrderId, validate_lines};
-use protocol::scripts::{self, ApplyItem, ApplyOutcome};
 use protocol::{Keys, OrderMessage};
 use redis::AsyncCommands;
+use redis_io::scripts::{self, ApplyItem, ApplyOutcome};
 
 const SETTLER: scripts::Settler<'static> = scripts::Settler {
     consumer: "tester",
@@ -59,7 +59,7 @@ async fn apply_from_stream(
     keys: &Keys,
     message: &OrderMessage,
 ) -> Vec<ApplyOutcome> {
-    protocol::group::ensure_consumer_group(conn, keys)
+    redis_io::group::ensure_consumer_group(conn, keys)
         .await
         .expect("the consumer group");
     let entry: String = conn
@@ -472,7 +472,7 @@ async fn a_count_that_is_not_a_number_starts_again() {
 #[tokio::test]
 async fn a_stream_entry_without_a_record_is_dead_lettered_with_one() {
     let (_redis, mut conn, keys) = with_stock(&[("a", "1.5")]).await;
-    protocol::group::ensure_consumer_group(&mut conn, &keys)
+    redis_io::group::ensure_consumer_group(&mut conn, &keys)
         .await
         .unwrap();
     let o = order("legacy-stream", &[("a", 1)]);
@@ -513,7 +513,7 @@ async fn an_order_done_after_some_refusals_loses_its_count() {
 #[tokio::test]
 async fn the_dead_letter_stream_is_trimmed_near_its_maxlen() {
     let (_redis, mut conn, keys) = with_stock(&[("a", 10)]).await;
-    protocol::group::ensure_consumer_group(&mut conn, &keys)
+    redis_io::group::ensure_consumer_group(&mut conn, &keys)
         .await
         .unwrap();
     let mut pipe = redis::pipe();

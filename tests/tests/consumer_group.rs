@@ -2,11 +2,11 @@
 
 use e2e::redis_server::RedisServer;
 use protocol::Keys;
-use protocol::group::ensure_consumer_group;
 use protocol::keys::CONSUMER_GROUP;
-use protocol::scripts;
 use redis::AsyncCommands;
 use redis::streams::StreamInfoConsumersReply;
+use redis_io::group::ensure_consumer_group;
+use redis_io::scripts;
 
 async fn consumers(conn: &mut redis::aio::MultiplexedConnection, keys: &Keys) -> Vec<String> {
     let reply: StreamInfoConsumersReply = conn

@@ -13,9 +13,9 @@ use e2e::net::wait_until;
 use e2e::stall_proxy::StallProxy;
 use protocol::order::{EventId, OrderId, validate_lines};
 use protocol::record::field;
-use protocol::scripts::AcceptOutcome;
 use protocol::{DeliveryMode, Keys, OrderMessage, env};
 use redis::AsyncCommands;
+use redis_io::scripts::AcceptOutcome;
 
 const ITEMS: [&str; 3] = ["sku-1", "sku-2", "sku-3"];
 /// Long enough that the periodic re-drive (it takes only orders pending longer than the lock
@@ -80,7 +80,7 @@ async fn a_half_open_subscription_is_noticed_and_replaced() {
 
 /// Every connection of the consumer goes half-open at once: the subscription is replaced after
 /// a missed PONG, and the command connection (leases, applies, re-drive) after its first
-/// timeout (`service::redis_conn`), so the replica is ready again and applies new orders.
+/// timeout (`redis_io::conn`), so the replica is ready again and applies new orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_command_connection_is_replaced() {
     let (fleet, proxy, initial, mut report) = c0_behind_a_proxy().await;

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use protocol::message::OrderMessage;
-use protocol::scripts::{self, ReplayOutcome};
 use protocol::{DeliveryMode, Keys};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-use service::redis_args::RESPONSE_TIMEOUT;
+use redis_io::args::RESPONSE_TIMEOUT;
+use redis_io::scripts::{self, ReplayOutcome};
 
 pub use letter::{DeadLetter, utc_timestamp};
 pub use plan::{Planned, ReplayPlan, Selection, report};
@@ -33,7 +33,7 @@ const PAGE: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     #[error(transparent)]
-    RedisConfig(#[from] service::redis_client::RedisConfigError),
+    RedisConfig(#[from] redis_io::client::RedisConfigError),
     #[error("connecting to Redis (REDIS_URL): {0}")]
     Connect(redis::RedisError),
     #[error("reading the dead-letter stream {key}: {source}")]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use protocol::message::OrderMessage;
 use protocol::order::OrderId;
-use protocol::scripts::ReplayOutcome;
+use redis_io::scripts::ReplayOutcome;
 
 use super::letter::DeadLetter;
 

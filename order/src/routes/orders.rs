@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use protocol::OrderMessage;
 use protocol::order::{EventId, Order, OrderId, OrderRequest};
 use protocol::record::OrderRecord;
-use protocol::scripts::AcceptOutcome;
+use redis_io::scripts::AcceptOutcome;
 use serde::Serialize;
 
 use super::AppState;

@@ -2,7 +2,7 @@
 //! starts first), at the stream's beginning, so entries appended before any consumer existed
 //! are delivered too.
 
-use crate::keys::{CONSUMER_GROUP, Keys};
+use protocol::keys::{CONSUMER_GROUP, Keys};
 
 pub async fn ensure_consumer_group(
     conn: &mut impl redis::aio::ConnectionLike,

@@ -11,8 +11,8 @@ use protocol::env::{self, DEFAULT_CHANNEL};
 use protocol::{Channel, DeliveryMode};
 use redis::aio::ConnectionManagerConfig;
 
-use crate::redis_client::{self, ClientSpec, Password, RedisConfigError, TlsFiles};
-use crate::redis_conn::RedisConn;
+use crate::client::{self, ClientSpec, Password, RedisConfigError, TlsFiles};
+use crate::conn::RedisConn;
 
 #[derive(Clone, Args)]
 pub struct RedisArgs {
@@ -97,19 +97,19 @@ impl RedisArgs {
     /// A client for this Redis, with its credentials and TLS settings; the TLS files are read
     /// now, so a missing or unreadable file stops the process at start with its path.
     pub fn client(&self) -> Result<redis::Client, RedisConfigError> {
-        redis_client::build(&self.spec())
+        client::build(&self.spec())
     }
 
     /// Where Redis is and who logs in, for logs and errors: scheme, user, host and port, never
     /// a password.
     pub fn endpoint(&self) -> String {
-        redis_client::endpoint(&self.redis_url, self.redis_username.as_deref())
+        client::endpoint(&self.redis_url, self.redis_username.as_deref())
     }
 
     /// What a connection error most likely means, if it is a common mistake (see
-    /// [`redis_client::hint`]); empty otherwise.
+    /// [`client::hint`]); empty otherwise.
     pub fn hint(&self, error: &str) -> &'static str {
-        redis_client::hint(&self.redis_url, error).unwrap_or("")
+        client::hint(&self.redis_url, error).unwrap_or("")
     }
 
     /// A multiplexed connection for short commands that reconnects by itself, also after a

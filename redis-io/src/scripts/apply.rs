@@ -5,8 +5,8 @@
 use redis::{ScriptInvocation, Value};
 
 use super::{APPLY, REFUSED, Settler, UnexpectedReply, per_order};
-use crate::keys::Keys;
-use crate::message::OrderMessage;
+use protocol::keys::Keys;
+use protocol::message::OrderMessage;
 
 /// One order of an apply batch: its message and, in streams mode, the entry that carried it
 /// (acknowledged and deleted in the same atomic step as the order's apply).

@@ -1,11 +1,12 @@
-//! The Lua scripts both deployables run, with pure builders for their invocations and parsers for
-//! their replies, a file per side: `accept` (the order service), `apply` (the consumer settling
+//! Running the Lua scripts of `protocol::lua`: pure builders for their invocations and parsers
+//! for their replies, a file per side: `accept` (the order service), `apply` (the consumer settling
 //! orders), `dead_letter` (into and out of the dead-letter stream). Scripts are sent by SHA;
 //! after a Redis restart empties the script cache, [`load_all`] puts them back (callers retry
 //! once on `NOSCRIPT`).
 
 use std::sync::LazyLock;
 
+use protocol::lua;
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 mod accept;
@@ -21,39 +22,15 @@ pub use dead_letter::{
     ReplayOutcome, dead_letter_entry_invocation, parse_replay_reply, replay_invocation,
 };
 
-/// A script that writes orders, with what such scripts share in front of it (Redis scripts
-/// cannot import one another).
-macro_rules! with_common {
-    ($file:literal) => {
-        concat!(include_str!("../lua/common_lib.lua"), include_str!($file))
-    };
-}
-
-/// A script that dead-letters orders, with the one definition of doing so in front of it.
-macro_rules! dead_lettering {
-    ($file:literal) => {
-        concat!(
-            include_str!("../lua/common_lib.lua"),
-            include_str!("../lua/dead_letter_lib.lua"),
-            include_str!($file)
-        )
-    };
-}
-
-pub static ACCEPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(with_common!("../lua/accept.lua")));
-pub static APPLY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(dead_lettering!("../lua/apply.lua")));
-pub static RELEASE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("../lua/release.lua")));
+pub static ACCEPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(lua::ACCEPT));
+pub static APPLY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(lua::APPLY));
+pub static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(lua::RELEASE));
 pub static DEAD_LETTER: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(dead_lettering!("../lua/dead_letter.lua")));
-pub static REFUSED: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(dead_lettering!("../lua/refused.lua")));
-pub static REPLAY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(with_common!("../lua/replay.lua")));
+    LazyLock::new(|| redis::Script::new(lua::DEAD_LETTER));
+pub static REFUSED: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(lua::REFUSED));
+pub static REPLAY: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(lua::REPLAY));
 pub static FORGET_CONSUMERS: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("../lua/forget_consumers.lua")));
+    LazyLock::new(|| redis::Script::new(lua::FORGET_CONSUMERS));
 
 /// Loads every script, for pipelines that send `EVALSHA` without the load-and-retry of
 /// `ScriptInvocation::invoke_async`.
@@ -143,29 +120,4 @@ fn bulk(parts: &[&str]) -> Value {
             .map(|p| Value::BulkString(p.as_bytes().to_vec()))
             .collect(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_scripts_that_write_orders_carry_the_shared_definitions() {
-        let common = include_str!("../lua/common_lib.lua");
-        let dead_letter = include_str!("../lua/dead_letter_lib.lua");
-        let built = |parts: &[&str]| redis::Script::new(&parts.concat()).get_hash().to_owned();
-        for (script, file) in [
-            (&*ACCEPT, include_str!("../lua/accept.lua")),
-            (&*REPLAY, include_str!("../lua/replay.lua")),
-        ] {
-            assert_eq!(script.get_hash(), built(&[common, file]));
-        }
-        for (script, file) in [
-            (&*APPLY, include_str!("../lua/apply.lua")),
-            (&*DEAD_LETTER, include_str!("../lua/dead_letter.lua")),
-            (&*REFUSED, include_str!("../lua/refused.lua")),
-        ] {
-            assert_eq!(script.get_hash(), built(&[common, dead_letter, file]));
-        }
-    }
 }

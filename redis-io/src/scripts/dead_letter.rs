@@ -5,10 +5,10 @@
 use redis::{ScriptInvocation, Value};
 
 use super::{DEAD_LETTER, REPLAY, Settler, UnexpectedReply};
-use crate::DeliveryMode;
-use crate::OrderMessage;
-use crate::keys::{CONSUMER_GROUP, Keys};
-use crate::order::OrderId;
+use protocol::DeliveryMode;
+use protocol::OrderMessage;
+use protocol::keys::{CONSUMER_GROUP, Keys};
+use protocol::order::OrderId;
 
 /// Streams: moves the entry `entry_id` (carrying `payload`) to the dead-letter stream with
 /// `reason` and acknowledges it; the record of `order` (the message it parsed to, if it did)

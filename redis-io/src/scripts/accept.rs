@@ -4,9 +4,9 @@
 use redis::{ScriptInvocation, Value};
 
 use super::{ACCEPT, UnexpectedReply, per_order};
-use crate::DeliveryMode;
-use crate::keys::Keys;
-use crate::message::OrderMessage;
+use protocol::DeliveryMode;
+use protocol::keys::Keys;
+use protocol::message::OrderMessage;
 
 /// How one accept ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

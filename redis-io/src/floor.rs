@@ -4,7 +4,7 @@
 
 use protocol::redis_version::{self, Server};
 
-use crate::Readiness;
+use service::Readiness;
 
 /// The readiness condition held while the server is older than the floor.
 pub const CONDITION: &str = "redis-version";
@@ -15,7 +15,8 @@ pub async fn check(
     conn: &mut impl redis::aio::ConnectionLike,
     readiness: &Readiness,
 ) -> redis::RedisResult<Server> {
-    match redis_version::check_server(conn).await? {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    match redis_version::check(&info) {
         Ok(server) => {
             readiness.hold(CONDITION, None);
             Ok(server)
