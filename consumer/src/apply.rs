@@ -2,7 +2,7 @@
 //! (each order atomic on its own), then the accounting of how each ended (metrics and one log line per
 //! order carrying `order_id`, `consumer` and `outcome`). In pubsub mode the orders whose apply
 //! Redis refused are then counted fleet-wide and dead-lettered at `MAX_DELIVERIES` (streams mode
-//! counts an entry's deliveries instead, in `streams.rs`).
+//! counts an entry's deliveries instead, in `streams/reclaim.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::metrics::{ReasonLabel, ViaLabel};
+use crate::pubsub::lease;
 
 /// How an order reached this consumer, and so how its apply settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +60,7 @@ pub async fn apply_all(ctx: &Context, deliveries: Vec<Delivery>, shutdown: &Canc
             _ = tokio::time::sleep(delay) => false,
         };
         if cancelled {
-            hand_back(ctx, &deliveries[i..]).await;
+            lease::hand_back(ctx, &deliveries[i..]).await;
             return;
         }
         apply_batch(ctx, std::slice::from_ref(delivery)).await;
@@ -259,26 +260,5 @@ async fn count_refusals(ctx: &Context, refusals: &[scripts::Refusal<'_>]) {
                 );
             }
         }
-    }
-}
-
-/// Gives leases back so another replica can take the orders now instead of after the TTL.
-async fn hand_back(ctx: &Context, deliveries: &[Delivery]) {
-    let mut pipe = redis::pipe();
-    for d in deliveries {
-        if let Holding::Lease { token } = &d.holding {
-            pipe.invoke_script(
-                scripts::RELEASE
-                    .key(ctx.keys.lock(&d.message.order_id))
-                    .arg(&**token),
-            )
-            .ignore();
-        }
-    }
-    if pipe.is_empty() {
-        return; // stream entries: they stay in the pending list for reclaim
-    }
-    if let Err(e) = scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
-        tracing::warn!(consumer = %ctx.name, error = %e, "could not give leases back; they expire after the lock TTL");
     }
 }

@@ -7,11 +7,10 @@ pub mod backoff;
 pub mod config;
 pub mod context;
 pub mod dead_letters;
-pub mod intake;
 pub mod metrics;
 pub mod mode_check;
+pub mod parse;
 pub mod pubsub;
-pub mod pubsub_redrive;
 pub mod streams;
 pub mod supervise;
 

@@ -21,7 +21,7 @@ const ITEMS: [&str; 3] = ["sku-1", "sku-2", "sku-3"];
 /// Long enough that the periodic re-drive (it takes only orders pending longer than the lock
 /// TTL) cannot be what applies an order within these tests' waits (30 s at most).
 const LOCK_TTL_MS: u64 = 60_000;
-/// The consumer's PING_EVERY + PING_TIMEOUT (consumer/src/pubsub.rs), plus slack for a loaded
+/// The consumer's PING_EVERY + PING_TIMEOUT (consumer/src/pubsub/mod.rs), plus slack for a loaded
 /// machine.
 const DETECTION_BOUND: Duration = Duration::from_secs(5 + 3);
 /// c0 has applied every order before the verdict: this bounds only a failing run's wait.

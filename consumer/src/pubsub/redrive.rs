@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::apply_all;
 use crate::context::Context;
-use crate::intake::{parse_or_report, take_leases};
 use crate::metrics::ReasonLabel;
+use crate::parse::parse_or_report;
+use crate::pubsub::lease::take_leases;
 
 /// Re-drives pending orders accepted at least `min_age` ago (all of them when `None`), a page
 /// at a time, each page starting strictly after the scores the one before covered.

@@ -1,32 +1,15 @@
-//! From raw payloads to deliveries: parse and validate each message, count and log the bad
-//! ones with their reason, and (pubsub) take the lease on the good ones.
+//! Pub/Sub leases: every replica hears every order, and `SET lock NX PX` picks the one that
+//! applies it. A lease only saves work (the apply is idempotent and keyed on the order's
+//! record), so losing one costs a duplicate attempt, never a duplicate effect.
 
 use std::sync::Arc;
 
 use protocol::OrderMessage;
-use protocol::message::MessageError;
 use redis::Value;
+use redis_io::scripts;
 
 use crate::apply::{Delivery, Holding};
 use crate::context::Context;
-use crate::metrics::ReasonLabel;
-
-/// Parses one payload; a bad one is counted and logged, never fatal.
-pub fn parse_or_report(ctx: &Context, payload: &[u8]) -> Result<OrderMessage, MessageError> {
-    OrderMessage::parse(payload).inspect_err(|e| {
-        ctx.metrics
-            .invalid
-            .get_or_create(&ReasonLabel { reason: e.kind() })
-            .inc();
-        tracing::warn!(consumer = %ctx.name, outcome = "invalid", reason = %e,
-            payload = %preview(payload), "message refused");
-    })
-}
-
-/// At most 200 characters of a payload, for logs.
-pub fn preview(payload: &[u8]) -> String {
-    String::from_utf8_lossy(&payload[..payload.len().min(200)]).into_owned()
-}
 
 /// Takes the lease on each order with one pipelined `SET lock NX PX`; returns the ones we won.
 /// Leases only save work (the apply is idempotent), so an error here just drops the batch to
@@ -77,4 +60,25 @@ pub async fn take_leases(
         }
     }
     won
+}
+
+/// Gives leases back so another replica can take the orders now instead of after the TTL.
+pub async fn hand_back(ctx: &Context, deliveries: &[Delivery]) {
+    let mut pipe = redis::pipe();
+    for d in deliveries {
+        if let Holding::Lease { token } = &d.holding {
+            pipe.invoke_script(
+                scripts::RELEASE
+                    .key(ctx.keys.lock(&d.message.order_id))
+                    .arg(&**token),
+            )
+            .ignore();
+        }
+    }
+    if pipe.is_empty() {
+        return; // stream entries: they stay in the pending list for reclaim
+    }
+    if let Err(e) = scripts::query_pipeline::<()>(&mut ctx.conn.clone(), &pipe).await {
+        tracing::warn!(consumer = %ctx.name, error = %e, "could not give leases back; they expire after the lock TTL");
+    }
 }

@@ -3,25 +3,25 @@
 //! (readiness is false meanwhile) and followed by a full re-drive, because Pub/Sub never replays
 //! what was published while nobody listened.
 //!
-//! Messages go through a bounded intake queue. The Redis client reads the subscription into an
-//! unbounded buffer of its own, so a burst faster than this replica applies would otherwise grow
-//! its memory without limit; instead the listener drains that buffer at once and sheds what does
-//! not fit. A shed order loses nothing: it stays in the pending index until some replica applies
-//! it, and a replica that shed re-drives the whole index once it has caught up.
+//! The parts: `listen` (the bounded intake queue between the subscription and the appliers),
+//! `lease` (which replica applies an order) and `redrive` (the pending index, read again for
+//! orders whose holder died or that a full queue shed).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use futures::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::apply_all;
 use crate::context::Context;
-use crate::intake::{parse_or_report, take_leases};
-use crate::pubsub_redrive;
 use crate::supervise::{periodically, reconnecting};
+
+pub mod lease;
+mod listen;
+
+use listen::{listen, work};
+pub mod redrive;
 
 /// A subscription whose TCP path stops delivering without closing (no FIN, no RST: a dead NAT
 /// entry, a partition) looks exactly like a quiet channel, and its replica would stay ready and
@@ -58,7 +58,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> redis::RedisRes
     let work = async {
         let worked = async {
             // Whatever was published before we listened is only in the pending index.
-            pubsub_redrive::redrive(ctx, None, shutdown).await?;
+            redrive::redrive(ctx, None, shutdown).await?;
             ctx.readiness.set(true);
             two_workers(&stop_taking, || work(ctx, &intake, &shed, &stop_taking)).await
         }
@@ -129,94 +129,18 @@ where
     first.and(second)
 }
 
-/// Takes batches from the intake queue and applies them, until `stop` (shutdown, or the other
-/// worker failed) or until the queue is closed and empty. Two of these run, so one batch is
-/// being decided while the other waits on Redis.
-async fn work(
-    ctx: &Context,
-    intake: &Mutex<mpsc::Receiver<Vec<u8>>>,
-    shed: &AtomicBool,
-    stop: &CancellationToken,
-) -> redis::RedisResult<()> {
-    let batch_size = ctx.config.batch_size as usize;
-    let mut payloads = Vec::with_capacity(batch_size);
-    loop {
-        // Everything already queued, up to a batch, so one round trip serves many orders.
-        // `stop` stops the taking; a batch already taken is finished (or handed back).
-        let taken = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            taken = async { intake.lock().await.recv_many(&mut payloads, batch_size).await } => taken,
-        };
-        if taken == 0 {
-            return Ok(()); // the listener has stopped and everything queued is done
-        }
-        let orders = payloads
-            .drain(..)
-            .filter_map(|payload| parse_or_report(ctx, &payload).ok())
-            .collect();
-        let won = take_leases(ctx, orders, None).await;
-        apply_all(ctx, won, stop).await;
-        // Shed orders are only in the pending index. Once this replica has caught up (the
-        // queue is empty), it takes them from there instead of leaving them to wait out the
-        // lock TTL. A short batch emptied the queue; if the other worker holds it, it waits on
-        // an empty one or is taking the last of it.
-        let caught_up =
-            taken < batch_size || intake.try_lock().map_or(true, |queue| queue.is_empty());
-        if caught_up && shed.swap(false, Ordering::Relaxed) {
-            pubsub_redrive::redrive(ctx, None, stop).await?;
-        }
-    }
-}
-
-/// Moves messages from the subscription into the intake queue as fast as they arrive, shedding
-/// those that do not fit. Returns `Ok` when told to stop, `Err` when the subscription closes.
-async fn listen(
-    ctx: &Context,
-    mut messages: PubSubStream,
-    queue: mpsc::Sender<Vec<u8>>,
-    shed: &AtomicBool,
-    stop: &CancellationToken,
-) -> redis::RedisResult<()> {
-    let mut shedding = false;
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            msg = messages.next() => msg,
-        };
-        let Some(msg) = msg else { break };
-        // The payload alone: a queued `Msg` would also hold its channel name and reply frame,
-        // which made the queue's peak about a third larger in the bench.
-        match queue.try_send(msg.get_payload_bytes().to_vec()) {
-            Ok(()) => shedding = false,
-            Err(_) => {
-                ctx.metrics.shed.inc();
-                shed.store(true, Ordering::Relaxed);
-                if !shedding {
-                    tracing::warn!(consumer = %ctx.name, capacity = ctx.config.intake_capacity,
-                        "intake queue full: shedding messages; their orders are re-driven from the pending index");
-                }
-                shedding = true;
-            }
-        }
-    }
-    Err(redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "the subscription connection closed",
-    )))
-}
-
 /// Re-drives orders whose holder died (their lease has run out) every recovery interval.
 pub async fn redrive_periodically(ctx: &Context, shutdown: &CancellationToken) {
     let lease = ctx.config.lock_ttl();
     periodically(ctx, shutdown, "re-drive", || {
-        pubsub_redrive::redrive(ctx, Some(lease), shutdown)
+        redrive::redrive(ctx, Some(lease), shutdown)
     })
     .await;
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::sync::Notify;
 
