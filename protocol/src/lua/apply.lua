@@ -1,7 +1,8 @@
 -- Apply a batch of order events, each exactly once: one script call serves a whole batch, and
 -- each order in it is atomic and idempotent on its own. For each order: if it is already done,
 -- report how it ended; otherwise check every line against stock and take all of them or none,
--- then record the outcome, which is also the done marker (holes 1 and 6).
+-- then record the outcome, which is also the done marker: the README's "How it works" table
+-- (a late replica re-applies after the winner's DEL; read-check-write oversells).
 -- The whole script is atomic, so the stock is read once for the batch, kept in a table while
 -- the orders are decided one after another, and the total taken per item written at the end:
 -- the same result as order-by-order commands, with a handful of commands per batch.
@@ -22,8 +23,31 @@
 -- 'error'), then reason and time, or first outcome and consumer, or the event id the orderId
 -- belongs to, or the error.
 
+-- The one place that reads KEYS and ARGV (their layout is in the header above, and the
+-- builder is `apply_invocation` in redis-io/src/scripts/apply.rs): the batch's shared keys and
+-- settings, then one table per order, and every item the batch names, once each.
 local inventory, pending, stream, dead_letter, refusals = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local consumer, retention, group, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local orders, names = {}, {}
+do
+  local seen, a = {}, 5
+  for k = 6, #KEYS do
+    local order = {record = KEYS[k], id = ARGV[a], entry = ARGV[a + 1], order_id = ARGV[a + 2],
+                   message = ARGV[a + 3], lines = {}}
+    local n = tonumber(ARGV[a + 4])
+    a = a + 5
+    for _ = 1, n do
+      local item, quantity = ARGV[a], tonumber(ARGV[a + 1])
+      order.lines[#order.lines + 1] = {item = item, quantity = quantity}
+      if not seen[item] then
+        seen[item] = true
+        names[#names + 1] = item
+      end
+      a = a + 2
+    end
+    orders[#orders + 1] = order
+  end
+end
 local now = now_ms()
 
 -- The batch's shared keys must be of the right type before anything is written: the writes at
@@ -32,21 +56,6 @@ local mistyped = wrong_type({[pending] = 'zset', [stream] = 'stream', [dead_lett
                              [refusals] = 'hash'})
 if mistyped then
   return mistyped
-end
-
--- Where each order's arguments start, where its lines are, and every item the batch names.
-local orders, names, seen = {}, {}, {}
-local a = 5
-for k = 6, #KEYS do
-  local first, last = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4])
-  orders[k] = {a, first, last}
-  for i = first, last, 2 do
-    if not seen[ARGV[i]] then
-      seen[ARGV[i]] = true
-      names[#names + 1] = ARGV[i]
-    end
-  end
-  a = last + 1
 end
 
 -- In slices: Lua's unpack is limited to a few thousand values.
@@ -83,7 +92,8 @@ end
 
 local settled_entries, done_ids, conflicts = {}, {}, {}
 
-local function apply(record, id, entry, order_id, message, first, last)
+local function apply(order)
+  local record, id, entry, order_id = order.record, order.id, order.entry, order.order_id
   local rec = redis.call('HMGET', record, 'status', 'consumer', 'id')
   local status = rec[1]
   -- The orderId belongs to another event (a starting-design publisher reusing it): this one is
@@ -91,7 +101,7 @@ local function apply(record, id, entry, order_id, message, first, last)
   -- client was promised. The consumer refuses it as invalid (and dead-letters it in streams).
   if rec[3] and rec[3] ~= id then
     if entry ~= '' then
-      conflicts[#conflicts + 1] = {entry, message, 'orderId ' .. order_id .. ' already belongs to event ' .. rec[3]}
+      conflicts[#conflicts + 1] = {entry, order.message, 'orderId ' .. order_id .. ' already belongs to event ' .. rec[3]}
       settled_entries[#settled_entries + 1] = entry
     end
     return 'conflict', rec[3], ''
@@ -105,13 +115,13 @@ local function apply(record, id, entry, order_id, message, first, last)
     error(stock_error, 0)
   end
   local shortage = false
-  for i = first, last, 2 do
-    local have, want = stock[ARGV[i]], tonumber(ARGV[i + 1])
+  for _, line in ipairs(order.lines) do
+    local have, want = stock[line.item], line.quantity
     if type(have) == 'string' then
       error(have, 0)
     end
     if not shortage and have < want then
-      shortage = 'insufficient stock for item ' .. ARGV[i] .. ': ordered ' .. want .. ', in stock ' .. have
+      shortage = 'insufficient stock for item ' .. line.item .. ': ordered ' .. want .. ', in stock ' .. have
     end
   end
   local new_status = shortage and 'rejected' or 'applied'
@@ -126,7 +136,7 @@ local function apply(record, id, entry, order_id, message, first, last)
     -- An order from a starting-design publisher has no record yet: keep its message so
     -- readers find it like any other.
     if not rec[3] then
-      for _, v in ipairs({'id', id, 'message', message, 'acceptedAt', now}) do
+      for _, v in ipairs({'id', id, 'message', order.message, 'acceptedAt', now}) do
         fields[#fields + 1] = v
       end
     end
@@ -135,10 +145,9 @@ local function apply(record, id, entry, order_id, message, first, last)
   redis.call('PEXPIRE', record, retention)
   -- Only now that the record is written does the order count against the stock.
   if not shortage then
-    for i = first, last, 2 do
-      local item, want = ARGV[i], tonumber(ARGV[i + 1])
-      stock[item] = stock[item] - want
-      taken[item] = (taken[item] or 0) + want
+    for _, line in ipairs(order.lines) do
+      stock[line.item] = stock[line.item] - line.quantity
+      taken[line.item] = (taken[line.item] or 0) + line.quantity
     end
   end
   done_ids[#done_ids + 1] = order_id
@@ -147,11 +156,9 @@ local function apply(record, id, entry, order_id, message, first, last)
 end
 
 local out = {}
-for k = 6, #KEYS do
-  local a, first, last = unpack(orders[k])
+for _, order in ipairs(orders) do
   -- One order's error (a key of the wrong type) must not stop the orders behind it.
-  local ok, outcome, detail, more =
-    pcall(apply, KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], first, last)
+  local ok, outcome, detail, more = pcall(apply, order)
   if not ok then
     -- redis.call raises a table {err = ...}; error() and Lua faults raise a string.
     outcome, detail, more = 'error', type(outcome) == 'table' and outcome.err or tostring(outcome), ''
