@@ -96,7 +96,7 @@ complete() { # complete DIR FILES... : every file is there and not empty
   for f in "$@"; do [[ -s "$d/$f" ]] || return 1; done
 }
 
-mkdir -p "$cache_root"
+mkdir -p "$cache_root/parts"
 bin_key="$(for p in "${parts[@]}"; do IFS='|' read -r name mod _ _ <<<"$p"; echo "$name $(part_key "$mod")"; done \
   | sha256sum | cut -c1-16)"
 bin_dir="$cache_root/$bin_key/bin"
