@@ -21,6 +21,9 @@ pub struct Cli {
     #[command(flatten)]
     pub config: Config,
 
+    #[command(flatten)]
+    pub log: service::telemetry::LogArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

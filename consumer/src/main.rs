@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            service::telemetry::init_logging();
+            service::telemetry::init_logging(&cli.log, "info");
             let shutdown = service::shutdown_token()?;
             consumer::run(cli.config, shutdown).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,6 @@
 //! `exactly-once-operator`: connects to the cluster, serves health and metrics, waits for the
 //! leader lease, then runs the ExactlyOnceConsumer controller until SIGTERM or lost leadership.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -52,15 +51,14 @@ struct Args {
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
 
-    /// `json` (containers) or `text`; default: text on a terminal, JSON otherwise.
-    #[arg(long, env = "LOG_FORMAT")]
-    log_format: Option<String>,
+    #[command(flatten)]
+    log: service::telemetry::LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format.as_deref())?;
+    service::telemetry::init_logging(&args.log, "info,kube=warn");
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let shutdown = async move {
@@ -218,28 +216,4 @@ fn default_identity() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     // The pid keeps two operators on one machine (tests, local runs) from sharing an identity.
     format!("{host}-{}", std::process::id())
-}
-
-fn init_logging(format: Option<&str>) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let json = match format {
-        Some("json") => true,
-        Some("text") => false,
-        Some(other) => bail!("--log-format must be `json` or `text`, got `{other}`"),
-        None => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.init();
-    }
-    Ok(())
 }

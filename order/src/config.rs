@@ -19,4 +19,7 @@ pub struct Config {
 
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub log: service::telemetry::LogArgs,
 }
